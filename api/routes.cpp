@@ -1,0 +1,265 @@
+#include "api/routes.hpp"
+
+#include "api/json.hpp"
+#include "api/validate.hpp"
+
+#include <openssl/evp.h>
+
+namespace snapvirt::api {
+
+namespace {
+
+const std::set<std::string> snapshot_states = {"creating", "ready", "reverting", "deleting", "error", "missing"};
+const std::set<std::string> snapshot_modes = {"memory", "stopped", "other"};
+const std::set<std::string> job_states = {"queued", "running", "succeeded", "failed", "cancelled"};
+const std::set<std::string> job_kinds = {"create", "revert", "delete"};
+
+Response ok_json(const nlohmann::json& j, int status = 200) { return json_response(status, dump(j)); }
+
+template <class T>
+nlohmann::json items(const std::vector<T>& v) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& x : v) arr.push_back(to_json(x));
+    return arr;
+}
+
+template <class T>
+Response page_response(const Page<T>& page) {
+    return ok_json({{"items", items(page.items)},
+                    {"next_cursor", page.next_cursor ? nlohmann::json(*page.next_cursor) : nlohmann::json(nullptr)}});
+}
+
+unsigned page_limit(const Request& req) { return static_cast<unsigned>(query_int(req, "limit", 1, 1000).value_or(100)); }
+
+std::optional<std::string> query_string(const Request& req, const std::string& name) {
+    const std::string* v = req.query_param(name);
+    if (!v) return std::nullopt;
+    return *v;
+}
+
+CreateSnapshotRequest read_create(const Request& req) {
+    const auto body = parse_json_body(req, false);
+    FieldReader f(body, {"mode", "name", "display_name", "description", "shutdown_timeout_s", "force_stop",
+                         "keep_stopped"});
+    CreateSnapshotRequest r;
+    auto mode = f.string("mode");
+    if (!mode) throw ApiError(ErrorCode::invalid_request, "The field 'mode' is required: \"memory\" or \"stopped\".", {{"field", "mode"}});
+    if (*mode != "memory" && *mode != "stopped")
+        throw ApiError(ErrorCode::invalid_request, "The field 'mode' must be \"memory\" or \"stopped\".", {{"field", "mode"}});
+    r.mode = *mode;
+    r.name = f.string("name");
+    if (r.name) check_snapshot_name("name", *r.name);
+    r.display_name = f.string("display_name");
+    if (r.display_name) check_display_name("display_name", *r.display_name);
+    r.description = f.string("description").value_or("");
+    check_description("description", r.description);
+    auto timeout = f.integer("shutdown_timeout_s", 1, 86400);
+    auto force = f.boolean("force_stop");
+    auto keep = f.boolean("keep_stopped");
+    if (r.mode == "memory") {
+        for (const char* field : {"shutdown_timeout_s", "force_stop", "keep_stopped"})
+            if (body.contains(field))
+                throw ApiError(ErrorCode::invalid_request,
+                               std::string("The field '") + field + "' applies to mode \"stopped\" only.",
+                               {{"field", field}});
+    }
+    if (timeout) r.shutdown_timeout_s = static_cast<unsigned>(*timeout);
+    r.force_stop = force.value_or(false);
+    r.keep_stopped = keep.value_or(false);
+    return r;
+}
+
+EditSnapshotRequest read_edit(const Request& req) {
+    const auto body = parse_json_body(req, false);
+    FieldReader f(body, {"display_name", "description"});
+    EditSnapshotRequest r;
+    r.display_name = f.string("display_name");
+    if (r.display_name) check_display_name("display_name", *r.display_name);
+    r.description = f.string("description");
+    if (r.description) check_description("description", *r.description);
+    if (!r.display_name && !r.description)
+        throw ApiError(ErrorCode::invalid_request, "Give 'display_name', 'description' or both to change.",
+                       {{"field", "body"}});
+    return r;
+}
+
+RevertRequest read_revert(const Request& req) {
+    const auto body = parse_json_body(req, true);
+    FieldReader f(body, {"start", "force"});
+    RevertRequest r;
+    if (auto start = f.string("start")) {
+        if (*start != "auto" && *start != "running" && *start != "paused" && *start != "stopped")
+            throw ApiError(ErrorCode::invalid_request,
+                           "The field 'start' must be \"auto\", \"running\", \"paused\" or \"stopped\".",
+                           {{"field", "start"}});
+        r.start = *start;
+    }
+    r.force = f.boolean("force").value_or(false);
+    return r;
+}
+
+void no_body(const Request& req) {
+    if (!req.body.empty())
+        throw ApiError(ErrorCode::invalid_request, "This request takes no body.", {{"field", "body"}});
+}
+
+Response accepted_job(const Job& job) {
+    Response r = ok_json({{"job", to_json(job)}}, 202);
+    r.headers.emplace_back("Location", "/v1/jobs/" + job.id);
+    return r;
+}
+
+}  // namespace
+
+std::string request_fingerprint(const Request& req) {
+    std::string canonical = req.method + " " + req.path + "\n";
+    try {
+        canonical += req.body.empty() ? "{}" : nlohmann::json::parse(req.body).dump();
+    } catch (const nlohmann::json::exception&) {
+        canonical += req.body;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(canonical.data(), canonical.size(), digest, &len, EVP_sha256(), nullptr);
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out.push_back(hex[digest[i] >> 4]);
+        out.push_back(hex[digest[i] & 15]);
+    }
+    return out;
+}
+
+void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
+    Backend* b = &backend;
+
+    router.add("GET", "/healthz", Scope::none, Exec::io, [version = options.version](Request& req) {
+        check_query(req, {});
+        return ok_json({{"status", "ok"}, {"version", version}});
+    });
+    router.add("GET", "/readyz", Scope::none, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        const Readiness r = b->readiness();
+        if (!r.ready) return error_response(ApiError(ErrorCode::hypervisor_unavailable, r.reason));
+        return ok_json({{"status", "ready"}});
+    });
+
+    router.add("GET", "/v1/instances", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        return ok_json({{"items", items(b->list_instances())}});
+    });
+    router.add("GET", "/v1/instances/{instance}", Scope::read, Exec::blocking, [b](Request& req) {
+        check_query(req, {});
+        return ok_json(to_json(b->get_instance(req.params[0])));
+    });
+    router.add("GET", "/v1/instances/{instance}/snapshots", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        return ok_json({{"items", items(b->list_instance_snapshots(req.params[0]))}});
+    });
+    router.add("POST", "/v1/instances/{instance}/snapshots", Scope::write, Exec::blocking, [b](Request& req) {
+        check_query(req, {});
+        const auto request = read_create(req);
+        const auto result = b->create_snapshot(req.params[0], request);
+        Response r = ok_json({{"job", to_json(result.job)}, {"snapshot", to_json(result.snapshot)}}, 202);
+        r.headers.emplace_back("Location", "/v1/jobs/" + result.job.id);
+        return r;
+    });
+
+    router.add("GET", "/v1/snapshots", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {"instance", "state", "mode", "q", "limit", "cursor"});
+        SnapshotQuery q;
+        q.instance = query_string(req, "instance");
+        q.state = query_enum(req, "state", snapshot_states);
+        q.mode = query_enum(req, "mode", snapshot_modes);
+        q.q = query_string(req, "q");
+        q.limit = page_limit(req);
+        q.cursor = query_string(req, "cursor");
+        return page_response(b->list_snapshots(q));
+    });
+    router.add("GET", "/v1/snapshots/{id}", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        return ok_json(to_json(b->get_snapshot(req.params[0])));
+    });
+    router.add("PATCH", "/v1/snapshots/{id}", Scope::write, Exec::blocking, [b](Request& req) {
+        check_query(req, {});
+        const auto request = read_edit(req);
+        return ok_json(to_json(b->edit_snapshot(req.params[0], request)));
+    });
+    router.add("DELETE", "/v1/snapshots/{id}", Scope::write, Exec::io, [b](Request& req) {
+        check_query(req, {"children"});
+        no_body(req);
+        return accepted_job(b->delete_snapshot(req.params[0], query_bool(req, "children").value_or(false)));
+    });
+    router.add("POST", "/v1/snapshots/{id}/revert", Scope::write, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        const auto request = read_revert(req);
+        return accepted_job(b->revert_snapshot(req.params[0], request));
+    });
+
+    router.add("GET", "/v1/jobs", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {"instance", "kind", "state", "limit", "cursor"});
+        JobQuery q;
+        q.instance = query_string(req, "instance");
+        q.kind = query_enum(req, "kind", job_kinds);
+        q.state = query_enum(req, "state", job_states);
+        q.limit = page_limit(req);
+        q.cursor = query_string(req, "cursor");
+        return page_response(b->list_jobs(q));
+    });
+    router.add("GET", "/v1/jobs/{id}", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {"wait"});
+        const auto wait = query_int(req, "wait", 0, 60).value_or(0);
+        Job job = b->get_job(req.params[0]);
+        Response r = ok_json(to_json(job));
+        if (!job.terminal() && wait > 0 && !req.wait_done)
+            r.long_poll = LongPoll{job.id, std::chrono::steady_clock::now() + std::chrono::seconds(wait)};
+        return r;
+    });
+    router.add("POST", "/v1/jobs/{id}/cancel", Scope::write, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        parse_json_body(req, true);
+        Job job = b->cancel_job(req.params[0]);
+        return ok_json(to_json(job), 202);
+    });
+
+    router.add("GET", "/v1/events", Scope::read, Exec::io, [](Request& req) {
+        check_query(req, {"last_event_id"});
+        Response r;
+        r.content_type = "text/event-stream";
+        EventStream s;
+        const std::string* last = req.header("last-event-id");
+        std::optional<std::int64_t> from_query = query_int(req, "last_event_id", 0, INT64_MAX);
+        if (last && !last->empty()) {
+            try {
+                s.last_event_id = std::stoull(*last);
+            } catch (const std::exception&) {
+                throw ApiError(ErrorCode::invalid_request, "The Last-Event-ID header must be an event id.",
+                               {{"field", "Last-Event-ID"}});
+            }
+        } else if (from_query) {
+            s.last_event_id = static_cast<std::uint64_t>(*from_query);
+        }
+        r.event_stream = s;
+        return r;
+    });
+
+    if (options.metrics)
+        router.add("GET", "/metrics", Scope::read, Exec::io, [m = options.metrics](Request& req) {
+            check_query(req, {});
+            Response r;
+            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            r.body = m();
+            return r;
+        });
+    if (!options.openapi_json.empty())
+        router.add("GET", "/openapi.json", Scope::none, Exec::io, [doc = options.openapi_json](Request& req) {
+            check_query(req, {});
+            return json_response(200, doc);
+        });
+    if (options.web) {
+        router.add("GET", "/", Scope::none, Exec::io, [w = options.web](Request& req) { return w(req); });
+        router.add("GET", "/ui/{asset}", Scope::none, Exec::io, [w = options.web](Request& req) { return w(req); });
+    }
+}
+
+}  // namespace snapvirt::api

@@ -1,0 +1,164 @@
+#include "api/validate.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+namespace snapvirt::api {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& field, const std::string& message) {
+    throw ApiError(ErrorCode::invalid_request, message, {{"field", field}});
+}
+
+std::string join(const std::set<std::string>& values) {
+    std::string out;
+    for (const auto& v : values) out += (out.empty() ? "" : ", ") + v;
+    return out;
+}
+
+bool has_control(std::string_view s, bool allow_newlines) {
+    for (unsigned char c : s) {
+        if (c == 0x7f) return true;
+        if (c >= 0x20) continue;
+        if (allow_newlines && (c == '\n' || c == '\t')) continue;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+nlohmann::json parse_json_body(const Request& req, bool optional) {
+    if (req.body.empty()) {
+        if (optional) return nlohmann::json::object();
+        throw ApiError(ErrorCode::invalid_request, "The request needs a JSON body.", {{"field", "body"}});
+    }
+    const std::string* ct = req.header("content-type");
+    std::string type = ct ? ct->substr(0, ct->find(';')) : "";
+    type.erase(std::remove_if(type.begin(), type.end(), [](unsigned char c) { return std::isspace(c); }), type.end());
+    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (type != "application/json")
+        throw ApiError(ErrorCode::unsupported_media_type,
+                       "The request body must be JSON with 'Content-Type: application/json'" +
+                           (ct ? ", not '" + *ct + "'." : std::string(", and the header is missing.")),
+                       {{"content_type", ct ? *ct : ""}});
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(req.body);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw ApiError(ErrorCode::invalid_json, "The request body is not valid JSON (at byte " +
+                                                    std::to_string(e.byte) + ").",
+                       {{"offset", e.byte}});
+    }
+    if (!j.is_object()) throw ApiError(ErrorCode::invalid_request, "The request body must be a JSON object.", {{"field", "body"}});
+    return j;
+}
+
+FieldReader::FieldReader(const nlohmann::json& object, std::set<std::string> known) : object_(object) {
+    for (const auto& [key, value] : object.items()) {
+        (void)value;
+        if (!known.count(key))
+            throw ApiError(ErrorCode::unknown_field,
+                           "The field '" + key + "' is not known here (known: " + join(known) + ").",
+                           {{"field", key}});
+    }
+}
+
+std::optional<std::string> FieldReader::string(const std::string& field) const {
+    auto it = object_.find(field);
+    if (it == object_.end()) return std::nullopt;
+    if (!it->is_string()) invalid(field, "The field '" + field + "' must be a string.");
+    return it->get<std::string>();
+}
+
+std::optional<bool> FieldReader::boolean(const std::string& field) const {
+    auto it = object_.find(field);
+    if (it == object_.end()) return std::nullopt;
+    if (!it->is_boolean()) invalid(field, "The field '" + field + "' must be true or false.");
+    return it->get<bool>();
+}
+
+std::optional<std::int64_t> FieldReader::integer(const std::string& field, std::int64_t min, std::int64_t max) const {
+    auto it = object_.find(field);
+    if (it == object_.end()) return std::nullopt;
+    if (!it->is_number_integer()) invalid(field, "The field '" + field + "' must be an integer.");
+    if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(max))
+        invalid(field, "The field '" + field + "' must be between " + std::to_string(min) + " and " +
+                           std::to_string(max) + ".");
+    const auto v = it->get<std::int64_t>();
+    if (v < min || v > max)
+        invalid(field, "The field '" + field + "' must be between " + std::to_string(min) + " and " +
+                           std::to_string(max) + ".");
+    return v;
+}
+
+std::size_t utf8_length(std::string_view s) {
+    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+bool is_valid_snapshot_name(std::string_view name) {
+    auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (name.empty() || name.size() > 64 || !alnum(name.front())) return false;
+    return std::all_of(name.begin() + 1, name.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+void check_snapshot_name(const std::string& field, const std::string& value) {
+    if (!is_valid_snapshot_name(value))
+        invalid(field, "The field '" + field +
+                           "' must be 1 to 64 characters of letters, digits, '.', '_' and '-', starting with a "
+                           "letter or digit.");
+}
+
+void check_display_name(const std::string& field, const std::string& value) {
+    if (value.empty()) invalid(field, "The field '" + field + "' must not be empty.");
+    if (utf8_length(value) > 255) invalid(field, "The field '" + field + "' must be at most 255 characters long.");
+    if (has_control(value, false)) invalid(field, "The field '" + field + "' must not contain control characters.");
+}
+
+void check_description(const std::string& field, const std::string& value) {
+    if (utf8_length(value) > 4096) invalid(field, "The field '" + field + "' must be at most 4096 characters long.");
+    if (has_control(value, true))
+        invalid(field, "The field '" + field +
+                           "' must not contain control characters other than line feed and tab.");
+}
+
+void check_query(const Request& req, const std::set<std::string>& known) {
+    for (const auto& [k, v] : req.query) {
+        (void)v;
+        if (!known.count(k)) {
+            const std::string list = known.empty() ? "none" : join(known);
+            invalid(k, "The query parameter '" + k + "' is not known here (known: " + list + ").");
+        }
+    }
+}
+
+std::optional<std::int64_t> query_int(const Request& req, const std::string& name, std::int64_t min, std::int64_t max) {
+    const std::string* v = req.query_param(name);
+    if (!v) return std::nullopt;
+    std::int64_t out = 0;
+    const char* begin = v->data();
+    const char* end = v->data() + v->size();
+    auto [p, ec] = std::from_chars(begin, end, out);
+    if (v->empty() || ec != std::errc() || p != end || out < min || out > max)
+        invalid(name, "The query parameter '" + name + "' must be an integer from " + std::to_string(min) + " to " +
+                          std::to_string(max) + ".");
+    return out;
+}
+
+std::optional<std::string> query_enum(const Request& req, const std::string& name, const std::set<std::string>& values) {
+    const std::string* v = req.query_param(name);
+    if (!v) return std::nullopt;
+    if (!values.count(*v)) invalid(name, "The query parameter '" + name + "' must be one of " + join(values) + ".");
+    return *v;
+}
+
+std::optional<bool> query_bool(const Request& req, const std::string& name) {
+    const std::string* v = req.query_param(name);
+    if (!v) return std::nullopt;
+    if (*v == "true" || *v == "1") return true;
+    if (*v == "false" || *v == "0") return false;
+    invalid(name, "The query parameter '" + name + "' must be true or false.");
+}
+
+}  // namespace snapvirt::api

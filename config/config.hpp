@@ -1,0 +1,84 @@
+#pragma once
+// The daemon's configuration: parsed once at start-up from a TOML file, overridden by flags,
+// validated as a whole. Immutable afterwards, so any thread may read it.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace snapvirt::config {
+
+// Thrown for any invalid setting; the message names the key (`section.key`) and the problem.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Where the HTTP API listens: a TCP address and port, or a Unix socket path.
+struct ListenAddress {
+    enum class Kind { tcp, unix_socket };
+    Kind kind = Kind::tcp;
+    std::string host;      // tcp: an IPv4/IPv6 literal or "localhost"
+    std::uint16_t port = 0;
+    std::string path;      // unix_socket
+
+    // "127.0.0.1:8080", "[::1]:8080", "unix:/run/snapvirt/snapvirtd.sock"
+    static ListenAddress parse(const std::string& text);
+    std::string to_string() const;
+    bool is_loopback() const;
+};
+
+struct ServerConfig {
+    std::vector<ListenAddress> listen;
+    unsigned io_threads = 2;
+    unsigned max_connections = 1024;
+    std::uint32_t max_header_bytes = 16 * 1024;
+    std::uint32_t max_body_bytes = 64 * 1024;
+    std::chrono::seconds header_timeout{10};
+    std::chrono::seconds request_timeout{30};   // reading a body, writing a response
+    std::chrono::seconds idle_timeout{60};      // keep-alive between requests
+    std::string socket_group;                   // group of the Unix socket ("" = the daemon's)
+    std::uint32_t socket_mode = 0660;
+    // TLS for TCP listeners. A non-loopback TCP listener requires cert and key.
+    std::filesystem::path tls_cert;
+    std::filesystem::path tls_key;
+    std::filesystem::path tls_client_ca;        // set: clients must present a certificate
+};
+
+struct SnapshotConfig {
+    unsigned max_snapshots_per_instance = 10;   // 0 = unlimited
+    unsigned shutdown_timeout_s = 120;
+};
+
+struct JobConfig {
+    unsigned workers = 4;
+    unsigned history_days = 30;
+    std::chrono::seconds shutdown_grace{30};    // SIGTERM: how long running jobs may finish
+};
+
+struct Config {
+    ServerConfig server;
+    std::string libvirt_uri = "qemu:///system";
+    std::filesystem::path state_dir = "/var/lib/snapvirt";
+    SnapshotConfig snapshots;
+    JobConfig jobs;
+    std::chrono::seconds reconcile_interval{60};
+    std::string log_level = "info";
+    std::string log_format = "text";            // text | json
+};
+
+// Parses a TOML document. `origin` names it in error messages (a path or "<string>").
+Config parse_toml(const std::string& text, const std::string& origin);
+Config load_file(const std::filesystem::path& path);
+
+// Checks the settings that depend on each other; throws ConfigError naming the key.
+void validate(const Config& cfg);
+
+// The accepted log levels, in spdlog's names.
+bool is_log_level(const std::string& level);
+
+}  // namespace snapvirt::config

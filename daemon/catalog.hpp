@@ -1,0 +1,128 @@
+#pragma once
+// The snapshot catalog: instances, snapshots, jobs, idempotency keys and API tokens in one
+// SQLite database (WAL) in the state directory. Reads are answered from here.
+//
+// Thread-safety: every method may be called from any thread. Writes go through one
+// connection under a mutex; reads use a small pool of read-only connections, so readers
+// never wait for a writer (WAL) or for each other.
+
+#include "api/backend.hpp"
+#include "api/model.hpp"
+#include "daemon/sqlite.hpp"
+
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace snapvirt::daemon {
+
+struct InstanceRow {
+    std::string uuid;
+    std::string name;
+    std::string state = "other";
+    std::uint64_t memory_mib = 0;
+    unsigned vcpus = 0;
+    bool present = true;
+};
+
+// A job with what the API does not show: its parameters and its write-ahead intent.
+struct JobRecord {
+    api::Job job;
+    std::string params = "{}";  // the request, JSON
+    std::string intent = "{}";  // what the job is about to do to libvirt, JSON
+};
+
+struct TokenRow {
+    std::string name;
+    std::string scope;
+    api::TimeMs created_at = 0;
+    std::optional<api::TimeMs> last_used_at;
+};
+
+class Catalog {
+public:
+    static constexpr int schema_version = 1;
+
+    // Opens (creating and migrating as needed) `dir`/catalog.db.
+    explicit Catalog(const std::filesystem::path& dir);
+    Catalog(const Catalog&) = delete;
+    Catalog& operator=(const Catalog&) = delete;
+
+    const std::filesystem::path& path() const { return path_; }
+
+    // ---- instances -------------------------------------------------------------------------
+    void upsert_instance(const InstanceRow& row);
+    // Marks every instance not in `present_uuids` as no longer defined.
+    std::vector<std::string> mark_absent_except(const std::vector<std::string>& present_uuids);
+    void set_instance_present(const std::string& uuid, bool present);
+    std::optional<InstanceRow> instance_row(const std::string& uuid);
+    std::vector<api::Instance> list_instances();
+    // By UUID (any case) or by name (a defined instance before an undefined one).
+    std::optional<api::Instance> find_instance(const std::string& name_or_uuid);
+    std::optional<api::Instance> instance(const std::string& uuid);
+
+    // ---- snapshots -------------------------------------------------------------------------
+    // Throws sql::Error with constraint() for a duplicate name or display name.
+    void insert_snapshot(const api::Snapshot& s);
+    void update_snapshot(const api::Snapshot& s);
+    void delete_snapshot(const std::string& id);
+    std::optional<api::Snapshot> snapshot(const std::string& id);
+    std::optional<api::Snapshot> snapshot_by_name(const std::string& instance_uuid, const std::string& name);
+    // Parents before children; siblings oldest first.
+    std::vector<api::Snapshot> instance_snapshots(const std::string& instance_uuid);
+    api::Page<api::Snapshot> query_snapshots(const api::SnapshotQuery& q, const std::optional<std::string>& instance_uuid);
+    std::uint64_t count_snapshots(const std::string& instance_uuid);
+    std::uint64_t count_all_snapshots();
+    bool display_name_taken(const std::string& instance_uuid, const std::string& display_name,
+                            const std::string& except_id = {});
+    bool name_taken(const std::string& instance_uuid, const std::string& name);
+
+    // ---- jobs ------------------------------------------------------------------------------
+    void insert_job(const JobRecord& j);
+    void update_job(const api::Job& j);
+    void set_job_intent(const std::string& job_id, const std::string& intent);
+    std::optional<JobRecord> job(const std::string& id);
+    api::Page<api::Job> query_jobs(const api::JobQuery& q, const std::optional<std::string>& instance_uuid);
+    std::vector<JobRecord> unfinished_jobs();
+    std::int64_t forget_jobs_before(api::TimeMs t);
+    std::vector<std::pair<std::string, std::uint64_t>> job_counts();  // "kind/state" -> n
+
+    // ---- idempotency -----------------------------------------------------------------------
+    std::optional<api::StoredResponse> idempotent(const std::string& key, api::TimeMs not_before);
+    void remember_idempotent(const std::string& key, const api::StoredResponse& r, api::TimeMs now);
+    std::int64_t forget_idempotent_before(api::TimeMs t);
+
+    // ---- tokens (hashes only) --------------------------------------------------------------
+    void add_token(const std::string& name, const std::string& scope, const std::string& hash, api::TimeMs now);
+    bool revoke_token(const std::string& name);
+    std::vector<TokenRow> tokens();
+    // Every (hash, scope) pair; the caller compares in constant time.
+    std::vector<std::pair<std::string, std::string>> token_hashes();
+    // Changes when another process (the `token` command) changed the database.
+    std::int64_t data_version();
+
+    // Runs `fn` inside one write transaction.
+    void write_transaction(const std::function<void()>& fn);
+
+private:
+    template <class F>
+    auto read(F&& fn);
+    template <class F>
+    auto write(F&& fn);
+    void migrate();
+
+    std::filesystem::path path_;
+    std::recursive_mutex write_mu_;
+    std::unique_ptr<sql::Database> writer_;
+    std::mutex readers_mu_;
+    std::vector<std::unique_ptr<sql::Database>> idle_readers_;
+};
+
+// Unix time in milliseconds now.
+api::TimeMs now_ms();
+std::string new_uuid();
+
+}  // namespace snapvirt::daemon
