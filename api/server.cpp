@@ -405,10 +405,11 @@ private:
             const bool keep = parser.get().keep_alive() && !stopping_;
             const int status = res.status;
             const std::size_t bytes = res.body.size();
-            co_await write_response(stream, req, std::move(res), keep, ec);
-            access_log(req, info, status, bytes, started);
+            // Counted before the answer leaves, so a client never sees an answer its metrics miss.
             metrics_.observe_request(req.method, route, status,
                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            co_await write_response(stream, req, std::move(res), keep, ec);
+            access_log(req, info, status, bytes, started);
             if (ec || !keep) co_return;
         }
     }

@@ -1,0 +1,47 @@
+#include "api/errors.hpp"
+#include "api/http.hpp"
+#include "api/json.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace snapvirt::api;
+
+TEST_CASE("Every error code maps to the contract's status", "[errors]") {
+    CHECK(http_status(ErrorCode::invalid_json) == 400);
+    CHECK(http_status(ErrorCode::unknown_field) == 400);
+    CHECK(http_status(ErrorCode::unauthenticated) == 401);
+    CHECK(http_status(ErrorCode::forbidden) == 403);
+    CHECK(http_status(ErrorCode::snapshot_not_found) == 404);
+    CHECK(http_status(ErrorCode::method_not_allowed) == 405);
+    CHECK(http_status(ErrorCode::body_too_large) == 413);
+    CHECK(http_status(ErrorCode::unsupported_media_type) == 415);
+    CHECK(http_status(ErrorCode::instance_busy) == 409);
+    CHECK(http_status(ErrorCode::job_not_cancellable) == 409);
+    CHECK(http_status(ErrorCode::unsupported_firmware) == 422);
+    CHECK(http_status(ErrorCode::hypervisor_unavailable) == 503);
+    CHECK(http_status(ErrorCode::internal) == 500);
+    CHECK(std::string(code_name(ErrorCode::instance_not_running)) == "instance_not_running");
+}
+
+TEST_CASE("Error bodies have the contract's shape", "[errors]") {
+    const ApiError e(ErrorCode::instance_busy, "Instance 'web1' is busy.", {{"job_id", "j1"}});
+    const auto body = nlohmann::json::parse(error_body(e));
+    CHECK(body["error"]["code"] == "instance_busy");
+    CHECK(body["error"]["message"] == "Instance 'web1' is busy.");
+    CHECK(body["error"]["details"]["job_id"] == "j1");
+    const Response r = error_response(e);
+    CHECK(r.status == 409);
+    CHECK(r.content_type == "application/json");
+}
+
+TEST_CASE("A 405 carries an Allow header", "[errors]") {
+    const Response r = error_response(ApiError(ErrorCode::method_not_allowed, "no", {{"allow", {"GET", "POST"}}}));
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0].first == "Allow");
+    CHECK(r.headers[0].second == "GET, POST");
+}
+
+TEST_CASE("Times are RFC 3339 in UTC", "[json]") {
+    CHECK(format_time(0) == "1970-01-01T00:00:00.000Z");
+    CHECK(format_time(1795696000123) == "2026-11-26T12:26:40.123Z");
+}

@@ -1,0 +1,391 @@
+// The HTTP server against a fake backend: transport rules, error format, auth, long-polls and
+// the event stream, all on port 0 with the io_context on two threads.
+
+#include "api/event_hub.hpp"
+#include "api/json.hpp"
+#include "api/routes.hpp"
+#include "api/server.hpp"
+#include "cli/client.hpp"
+#include "tests/support/daemon.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+using namespace snapvirt;
+using namespace snapvirt::api;
+using namespace std::chrono_literals;
+
+namespace {
+
+class FakeBackend final : public Backend {
+public:
+    std::vector<Instance> list_instances() override { return {Instance{"u1", "web1", "running", 64, 1, 0, {}, {}}}; }
+    Instance get_instance(const std::string& x) override {
+        blocking_thread = std::this_thread::get_id();
+        if (x != "web1") throw ApiError(ErrorCode::instance_not_found, "There is no instance '" + x + "'.");
+        return list_instances()[0];
+    }
+    std::vector<Snapshot> list_instance_snapshots(const std::string&) override { return {}; }
+    Page<Snapshot> list_snapshots(const SnapshotQuery&) override { return {}; }
+    Snapshot get_snapshot(const std::string& id) override {
+        throw ApiError(ErrorCode::snapshot_not_found, "There is no snapshot '" + id + "'.");
+    }
+    CreateSnapshotResult create_snapshot(const std::string& instance, const CreateSnapshotRequest& r) override {
+        std::lock_guard lock(mu);
+        ++creates;
+        Job j;
+        j.id = "job-" + std::to_string(creates);
+        j.kind = "create";
+        j.instance = {"u1", instance};
+        jobs[j.id] = j;
+        Snapshot s;
+        s.id = "snap-" + std::to_string(creates);
+        s.mode = r.mode;
+        return {j, s};
+    }
+    Snapshot edit_snapshot(const std::string& id, const EditSnapshotRequest&) override { return get_snapshot(id); }
+    Job revert_snapshot(const std::string& id, const RevertRequest&) override { get_snapshot(id); return {}; }
+    Job delete_snapshot(const std::string& id, bool) override { get_snapshot(id); return {}; }
+    Page<Job> list_jobs(const JobQuery&) override { return {}; }
+    Job get_job(const std::string& id) override {
+        std::lock_guard lock(mu);
+        auto it = jobs.find(id);
+        if (it == jobs.end()) throw ApiError(ErrorCode::job_not_found, "There is no job '" + id + "'.");
+        return it->second;
+    }
+    Job cancel_job(const std::string& id) override { return get_job(id); }
+    Readiness readiness() override { return {ready, ready ? "" : "libvirt is unreachable: test."}; }
+    std::optional<StoredResponse> find_idempotent(const std::string& key) override {
+        std::lock_guard lock(mu);
+        auto it = idem.find(key);
+        if (it == idem.end()) return std::nullopt;
+        return it->second;
+    }
+    void remember_idempotent(const std::string& key, const StoredResponse& r) override {
+        std::lock_guard lock(mu);
+        idem[key] = r;
+    }
+    Scope authenticate(const std::string& token) override {
+        if (token == "r-token") return Scope::read;
+        if (token == "w-token") return Scope::write;
+        return Scope::none;
+    }
+
+    void finish(const std::string& id, EventHub& hub) {
+        Job j;
+        {
+            std::lock_guard lock(mu);
+            jobs[id].state = "succeeded";
+            j = jobs[id];
+        }
+        hub.job_updated(j);
+    }
+
+    std::mutex mu;
+    std::map<std::string, Job> jobs;
+    std::map<std::string, StoredResponse> idem;
+    int creates = 0;
+    std::atomic<bool> ready{true};
+    std::thread::id blocking_thread;
+};
+
+struct Fixture {
+    explicit Fixture(ServerOptions opts = {}) {
+        socket_dir = test::make_temp_dir("snapvirt-unit");
+        if (opts.endpoints.empty()) {
+            opts.endpoints.push_back(Endpoint{Endpoint::Kind::tcp, "127.0.0.1", 0, "", false});
+            opts.endpoints.push_back(Endpoint{Endpoint::Kind::unix_socket, "", 0, (socket_dir / "s.sock").string(), false});
+        }
+        opts.io_threads = 2;
+        opts.heartbeat = 1s;
+        RouteOptions ro;
+        ro.version = "test";
+        ro.metrics = [this] { return metrics.render(); };
+        add_routes(router, backend, ro);
+        server = std::make_unique<Server>(opts, router, backend, hub, metrics);
+        server->start();
+        url = client::Url::parse(server->endpoints().at(0));
+    }
+    ~Fixture() {
+        server->stop();
+        std::filesystem::remove_all(socket_dir);
+    }
+    client::Client as(const std::string& token = "w-token") const { return client::Client(url, token); }
+    client::Client unix() const { return client::Client(client::Url::parse("unix:" + (socket_dir / "s.sock").string())); }
+
+    FakeBackend backend;
+    EventHub hub;
+    Metrics metrics;
+    Router router;
+    std::unique_ptr<Server> server;
+    client::Url url;
+    std::filesystem::path socket_dir;
+};
+
+std::string error_code(const client::Response& r) { return r.json()["error"]["code"]; }
+
+}  // namespace
+
+TEST_CASE("Unknown paths, wrong methods and bad bodies get the contract's JSON errors", "[server]") {
+    Fixture f;
+    auto c = f.as();
+    auto r = c.get("/v1/nothing");
+    CHECK(r.status == 404);
+    CHECK(error_code(r) == "not_found");
+    CHECK(*r.header("content-type") == "application/json");
+
+    r = c.send("PUT", "/v1/instances", "", {});
+    CHECK(r.status == 405);
+    CHECK(error_code(r) == "method_not_allowed");
+    CHECK(*r.header("allow") == "GET");
+
+    r = c.send("POST", "/v1/instances/web1/snapshots", "{\"mode\": mem", {{"Content-Type", "application/json"}});
+    CHECK(r.status == 400);
+    CHECK(error_code(r) == "invalid_json");
+    CHECK(r.json()["error"]["details"]["offset"] == 10);
+
+    r = c.send("POST", "/v1/instances/web1/snapshots", "mode=memory", {{"Content-Type", "application/x-www-form-urlencoded"}});
+    CHECK(r.status == 415);
+    CHECK(error_code(r) == "unsupported_media_type");
+
+    r = c.post("/v1/instances/web1/snapshots", {{"mode", "memory"}, {"nmae", "x"}});
+    CHECK(r.status == 400);
+    CHECK(error_code(r) == "unknown_field");
+    CHECK(r.json()["error"]["details"]["field"] == "nmae");
+
+    r = c.post("/v1/instances/web1/snapshots", {{"mode", "memory"}, {"name", "bad name"}});
+    CHECK(r.status == 400);
+    CHECK(error_code(r) == "invalid_request");
+    CHECK(r.json()["error"]["details"]["field"] == "name");
+    CHECK(f.backend.creates == 0);
+
+    r = c.get("/v1/snapshots?limit=5000");
+    CHECK(r.status == 400);
+    CHECK(r.json()["error"]["details"]["field"] == "limit");
+}
+
+TEST_CASE("Bodies over the limit get 413 and oversized headers 431", "[server]") {
+    ServerOptions o;
+    o.max_body_bytes = 1024;
+    o.max_header_bytes = 2048;
+    Fixture f(o);
+    auto c = f.as();
+    const std::string big = "{\"mode\":\"memory\",\"description\":\"" + std::string(2000, 'x') + "\"}";
+    auto r = c.send("POST", "/v1/instances/web1/snapshots", big, {{"Content-Type", "application/json"}});
+    CHECK(r.status == 413);
+    CHECK(error_code(r) == "body_too_large");
+    CHECK(f.backend.creates == 0);
+
+    r = c.get("/v1/instances", {{"X-Padding", std::string(4000, 'p')}});
+    CHECK(r.status == 431);
+}
+
+TEST_CASE("Expect: 100-continue is honoured", "[server]") {
+    Fixture f;
+    client::Connection conn(f.url);
+    const std::string body = "{\"mode\":\"memory\"}";
+    conn.send_raw("POST /v1/instances/web1/snapshots HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w-token\r\n"
+                  "Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n");
+    const std::string interim = conn.read_raw(300ms);
+    CHECK(interim.rfind("HTTP/1.1 100 Continue", 0) == 0);
+    conn.send_raw(body);
+    CHECK(conn.read_raw(5s).find("HTTP/1.1 202 Accepted") != std::string::npos);
+}
+
+TEST_CASE("Tokens on TCP: none, read and write scopes", "[server][auth]") {
+    Fixture f;
+    CHECK(f.as("").get("/healthz").status == 200);
+    auto r = f.as("").get("/v1/instances");
+    CHECK(r.status == 401);
+    CHECK(error_code(r) == "unauthenticated");
+    CHECK(r.header("www-authenticate") != nullptr);
+    CHECK(f.as("wrong").get("/v1/instances").status == 401);
+    CHECK(f.as("r-token").get("/v1/instances").status == 200);
+    r = f.as("r-token").post("/v1/instances/web1/snapshots", {{"mode", "memory"}});
+    CHECK(r.status == 403);
+    CHECK(error_code(r) == "forbidden");
+    CHECK(f.backend.creates == 0);
+    CHECK(f.as("w-token").post("/v1/instances/web1/snapshots", {{"mode", "memory"}}).status == 202);
+}
+
+TEST_CASE("The Unix socket needs no token and is created with mode 0660", "[server][auth]") {
+    Fixture f;
+    struct stat st {};
+    REQUIRE(::stat((f.socket_dir / "s.sock").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0660);
+    CHECK(f.unix().get("/v1/instances").status == 200);
+    CHECK(f.unix().post("/v1/instances/web1/snapshots", {{"mode", "memory"}}).status == 202);
+}
+
+TEST_CASE("Blocking handlers run off the I/O threads", "[server]") {
+    Fixture f;
+    auto r = f.as().get("/v1/instances/web1");
+    CHECK(r.status == 200);
+    CHECK(r.json()["name"] == "web1");
+    CHECK(f.backend.blocking_thread != std::thread::id());
+    CHECK(f.as().get("/v1/instances/nope").status == 404);
+}
+
+TEST_CASE("readyz answers 503 with the reason", "[server]") {
+    Fixture f;
+    f.backend.ready = false;
+    auto r = f.as("").get("/readyz");
+    CHECK(r.status == 503);
+    CHECK(error_code(r) == "hypervisor_unavailable");
+    CHECK_THAT(r.json()["error"]["message"].get<std::string>(), Catch::Contains("unreachable"));
+}
+
+TEST_CASE("A job long-poll answers as soon as the job ends", "[server]") {
+    Fixture f;
+    const auto created = f.as().post("/v1/instances/web1/snapshots", {{"mode", "memory"}}).json();
+    const std::string id = created["job"]["id"];
+    std::thread finisher([&] {
+        std::this_thread::sleep_for(300ms);
+        f.backend.finish(id, f.hub);
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = f.as().get("/v1/jobs/" + id + "?wait=10");
+    const auto took = std::chrono::steady_clock::now() - t0;
+    finisher.join();
+    CHECK(r.status == 200);
+    CHECK(r.json()["state"] == "succeeded");
+    CHECK(took >= 250ms);
+    CHECK(took < 5s);
+
+    // A wait on a job that does not end answers after the wait.
+    const auto other = f.as().post("/v1/instances/web1/snapshots", {{"mode", "memory"}}).json();
+    const auto t1 = std::chrono::steady_clock::now();
+    r = f.as().get("/v1/jobs/" + other["job"]["id"].get<std::string>() + "?wait=1");
+    CHECK(r.json()["state"] == "queued");
+    CHECK(std::chrono::steady_clock::now() - t1 >= 900ms);
+    CHECK(f.as().get("/v1/jobs/x?wait=61").status == 400);
+}
+
+TEST_CASE("Idempotency-Key replays the first answer and refuses a different body", "[server]") {
+    Fixture f;
+    auto c = f.as();
+    auto first = c.post("/v1/instances/web1/snapshots", {{"mode", "memory"}}, {{"Idempotency-Key", "k1"}});
+    auto again = c.post("/v1/instances/web1/snapshots", {{"mode", "memory"}}, {{"Idempotency-Key", "k1"}});
+    CHECK(first.status == 202);
+    CHECK(again.status == 202);
+    CHECK(again.body == first.body);
+    CHECK(*again.header("location") == *first.header("location"));
+    CHECK(f.backend.creates == 1);
+    auto other = c.post("/v1/instances/web1/snapshots", {{"mode", "stopped"}}, {{"Idempotency-Key", "k1"}});
+    CHECK(other.status == 409);
+    CHECK(error_code(other) == "idempotency_conflict");
+    CHECK(f.backend.creates == 1);
+}
+
+TEST_CASE("The event stream delivers events with ids and resumes after Last-Event-ID", "[server][events]") {
+    Fixture f;
+    client::Connection stream(f.url);
+    auto head = stream.open_stream("/v1/events", {{"Authorization", "Bearer r-token"}});
+    REQUIRE(head.status == 200);
+    CHECK(head.header("content-type")->find("text/event-stream") == 0);
+    Job j;
+    j.id = "j-1";
+    f.hub.job_updated(j);
+    auto ev = stream.next_event(5s);
+    REQUIRE(ev);
+    CHECK(ev->type == "job.updated");
+    CHECK(nlohmann::json::parse(ev->data)["id"] == "j-1");
+    const std::string first_id = ev->id;
+
+    j.id = "j-2";
+    f.hub.job_updated(j);
+    j.id = "j-3";
+    f.hub.job_updated(j);
+    client::Connection resumed(f.url);
+    REQUIRE(resumed.open_stream("/v1/events", {{"Authorization", "Bearer r-token"}, {"Last-Event-ID", first_id}}).status == 200);
+    auto a = resumed.next_event(5s);
+    auto b = resumed.next_event(5s);
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(nlohmann::json::parse(a->data)["id"] == "j-2");
+    CHECK(nlohmann::json::parse(b->data)["id"] == "j-3");
+}
+
+TEST_CASE("A consumer that falls behind is dropped without blocking publishers", "[server][events]") {
+    EventHub hub(16, 8);
+    std::atomic<int> notified{0};
+    auto sub = hub.subscribe([&] { ++notified; });
+    for (int i = 0; i < 20; ++i) hub.publish("job.updated", "{}");
+    CHECK(sub->overflowed());
+    CHECK(notified >= 8);
+    hub.unsubscribe(sub);
+    CHECK(hub.subscriber_count() == 0);
+}
+
+TEST_CASE("200 idle connections do not stop a normal request", "[server][limits]") {
+    ServerOptions o;
+    o.header_timeout = 3s;
+    Fixture f(o);
+    std::vector<int> idle;
+    for (int i = 0; i < 200; ++i) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(f.url.port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        idle.push_back(fd);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(f.as().get("/v1/instances").status == 200);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    // The header deadline closes the idle ones.
+    std::this_thread::sleep_for(4s);
+    char byte;
+    int closed = 0;
+    for (int fd : idle) {
+        if (::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) ++closed;
+        ::close(fd);
+    }
+    CHECK(closed == 200);
+}
+
+TEST_CASE("The connection cap refuses extra connections with 503", "[server][limits]") {
+    ServerOptions o;
+    o.max_connections = 3;
+    Fixture f(o);
+    std::vector<std::unique_ptr<client::Connection>> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<client::Connection>(f.url));
+    std::this_thread::sleep_for(200ms);
+    auto r = f.as().get("/v1/instances");
+    CHECK(r.status == 503);
+    CHECK(error_code(r) == "too_many_connections");
+    held.clear();
+    CHECK(test::eventually([&] { return f.as().get("/v1/instances").status == 200; }, 3s));
+}
+
+TEST_CASE("Requests are counted in the metrics", "[server][metrics]") {
+    Fixture f;
+    f.as().get("/v1/instances");
+    f.as().get("/v1/nothing");
+    const std::string text = f.as().get("/metrics").body;
+    CHECK_THAT(text, Catch::Contains("snapvirt_http_requests_total{method=\"GET\",route=\"/v1/instances\",status=\"200\"} 1"));
+    CHECK_THAT(text, Catch::Contains("route=\"unmatched\",status=\"404\"} 1"));
+    CHECK_THAT(text, Catch::Contains("snapvirt_http_request_duration_seconds_bucket"));
+}
+
+TEST_CASE("The request id is echoed and generated when absent", "[server]") {
+    Fixture f;
+    auto r = f.as().get("/healthz", {{"X-Request-Id", "abc-123"}});
+    CHECK(*r.header("x-request-id") == "abc-123");
+    r = f.as().get("/healthz");
+    CHECK(r.header("x-request-id")->size() >= 8);
+}

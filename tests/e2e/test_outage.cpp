@@ -1,0 +1,83 @@
+// libvirtd going away and coming back while snapvirtd runs. These tests stop the host's
+// libvirtd, so they run alone (RUN_SERIAL).
+
+#include "tests/e2e/helpers.hpp"
+#include "tests/support/libvirtd.hpp"
+
+using namespace snapvirt;
+using namespace snapvirt::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Starts libvirtd again however a test ends.
+struct LibvirtdBack {
+    ~LibvirtdBack() {
+        try {
+            libvirtd("start");
+        } catch (...) {
+        }
+    }
+};
+
+nlohmann::json instance_of(const client::Client& c, const std::string& name) {
+    const auto listed = c.get("/v1/instances").json();
+    for (const auto& i : listed["items"])
+        if (i["name"] == name) return i;
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("libvirtd stopping and starting: 503 at once, reads from the catalog, recovery without restart",
+          "[e2e][outage]") {
+    TestGuest g({.tag = "outage"});
+    g.wait_booted();
+    Daemon d;
+    auto c = d.client();
+    REQUIRE(eventually([&] { return !instance_of(c, g.name()).is_null(); }, 10s));
+    auto before = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "before-outage"}});
+    REQUIRE(before.job["state"] == "succeeded");
+
+    LibvirtdBack restore;
+    libvirtd("stop");
+    const auto stopped_at = std::chrono::steady_clock::now();
+    REQUIRE(eventually([&] { return c.get("/readyz").status == 503; }, 10s));
+    CHECK(std::chrono::steady_clock::now() - stopped_at < 10s);
+    auto ready = c.get("/readyz");
+    CHECK(error_code(ready) == "hypervisor_unavailable");
+    CHECK_THAT(ready.json()["error"]["message"].get<std::string>(), Catch::Contains("libvirt"));
+
+    // Mutations are refused at once; reads keep answering from the catalog, marked stale.
+    auto t0 = std::chrono::steady_clock::now();
+    auto create = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "memory"}});
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    CHECK(create.status == 503);
+    CHECK(error_code(create) == "hypervisor_unavailable");
+    auto revert = c.post("/v1/snapshots/" + before.snapshot["id"].get<std::string>() + "/revert", nlohmann::json::object());
+    CHECK(revert.status == 503);
+    t0 = std::chrono::steady_clock::now();
+    auto listed = c.get("/v1/instances");
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    REQUIRE(listed.status == 200);
+    const auto inst = instance_of(c, g.name());
+    CHECK(inst["stale"] == true);
+    CHECK(inst["state"] == "running");  // the last state seen
+    auto snaps = snapshots_of(c, g.name());
+    REQUIRE(snaps.size() == 1);
+    CHECK(snaps[0]["name"] == "before-outage");
+    CHECK(c.get("/v1/jobs").status == 200);
+
+    libvirtd("start");
+    const auto started_at = std::chrono::steady_clock::now();
+    REQUIRE(eventually([&] { return c.get("/readyz").status == 200; }, 10s));
+    CHECK(std::chrono::steady_clock::now() - started_at < 10s);
+    CHECK_FALSE(instance_of(c, g.name()).contains("stale"));
+
+    // Events flow again: a lifecycle change shows in the instance's state.
+    g.destroy();
+    CHECK(eventually([&] { return instance_of(c, g.name())["state"] == "shutoff"; }, 10s));
+    // And mutations work again.
+    auto after = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "after-outage"}});
+    CHECK(after.job["state"] == "succeeded");
+}
