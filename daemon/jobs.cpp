@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/statvfs.h>
+
+#include <filesystem>
 #include <thread>
 
 namespace snapvirt::daemon {
@@ -34,6 +37,13 @@ struct JobOrphaned {};
 bool no_space(const std::string& message) {
     return message.find("No space left") != std::string::npos || message.find("ENOSPC") != std::string::npos ||
            message.find("Disk quota exceeded") != std::string::npos;
+}
+
+// QEMU reports a full disk during savevm as a plain I/O error ("Error while writing VM state:
+// Input/output error"), so a failed write is checked against the free space where it went.
+bool write_error(const std::string& message) {
+    return message.find("Error while writing VM state") != std::string::npos ||
+           message.find("Input/output error") != std::string::npos;
 }
 
 double seconds_since(api::TimeMs start) { return static_cast<double>(now_ms() - start) / 1000.0; }
@@ -77,7 +87,8 @@ public:
             if (err.kind() == hv::Error::Kind::unavailable) {
                 orphan();
             } else {
-                failed(failure_code(err), failure_message(err));
+                const auto [code, message] = classify(err);
+                failed(code, message);
             }
         } catch (const std::exception& err) {
             failed("internal", std::string("snapvirtd failed: ") + err.what());
@@ -127,25 +138,41 @@ private:
         return *lane_;
     }
 
-    std::string failure_code(const hv::Error& err) const {
-        if (no_space(err.what())) return "no_space";
-        if (err.kind() == hv::Error::Kind::timeout) return "hypervisor_timeout";
-        return job_.kind + "_failed";
-    }
-
-    std::string failure_message(const hv::Error& err) {
-        const std::string what = err.what();
-        if (!no_space(what)) return what;
-        std::string storage;
+    // The storage of the instance's file-backed disks that has less free space than a memory
+    // snapshot needs (its RAM), described for people; empty when all have room.
+    std::string short_storage() {
+        std::string out;
         try {
-            for (const auto& d : e_.hv_.domain_config(uuid_).disks)
-                if (d.device == "disk" && !d.source.empty())
-                    storage += (storage.empty() ? "" : ", ") + in_quotes(d.target) + " (" + d.source + ")";
+            const auto dom = e_.hv_.find_domain(uuid_);
+            const std::uint64_t needed = dom ? dom->memory_mib * 1024 * 1024 : 0;
+            for (const auto& d : e_.hv_.domain_config(uuid_).disks) {
+                if (d.device != "disk" || d.type != "file" || d.source.empty()) continue;
+                const std::string dir = std::filesystem::path(d.source).parent_path().string();
+                struct statvfs fs {};
+                if (::statvfs(dir.c_str(), &fs) != 0) continue;
+                const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+                if (free_bytes >= needed) continue;
+                out += (out.empty() ? "" : ", ") + std::string("disk ") + in_quotes(d.target) + " on " + dir + " (" +
+                       std::to_string(free_bytes / (1024 * 1024)) + " MiB free, " +
+                       std::to_string(needed / (1024 * 1024)) + " MiB of RAM to save)";
+            }
         } catch (const hv::Error&) {
         }
-        return "There is no space left on the storage of instance " + in_quotes(job_.instance.name) +
-               (storage.empty() ? "" : "'s disks " + storage) + " for the snapshot; nothing was kept. libvirt said: " +
-               what;
+        return out;
+    }
+
+    // Classifies a libvirt failure: code and a message that says what to do about it.
+    std::pair<std::string, std::string> classify(const hv::Error& err) {
+        const std::string what = err.what();
+        if (no_space(what) || (job_.kind == "create" && write_error(what))) {
+            const std::string storage = short_storage();
+            if (no_space(what) || !storage.empty())
+                return {"no_space", "There is not enough free space for the snapshot of instance " +
+                                        in_quotes(job_.instance.name) + (storage.empty() ? "" : ": " + storage) +
+                                        ". The guest keeps running and nothing was kept. libvirt said: " + what};
+        }
+        if (err.kind() == hv::Error::Kind::timeout) return {"hypervisor_timeout", what};
+        return {job_.kind + "_failed", what};
     }
 
     void finish(const std::string& state, std::optional<api::ErrorInfo> error) {
@@ -309,7 +336,8 @@ private:
         try {
             if (created_name_.empty()) return;
             auto d = e_.hv_.find_domain(uuid_);
-            if (d && d->paused_for_save && guest_was_ != "paused") {
+            if (d && d->state == hv::DomainState::paused && guest_was_ != "paused" &&
+                (d->paused_for_save || intent_.value("step", "") == "save")) {
                 spdlog::warn("job={} resumes instance {}, left paused by the failed save.", job_.id,
                              in_quotes(job_.instance.name));
                 e_.hv_.resume(uuid_);
@@ -587,7 +615,11 @@ void Engine::recover_job(JobRecord rec) {
         }
         if (dom) {
             const std::string guest_was = step_of("guest_was", std::string());
-            if (dom->paused_for_save && guest_was != "paused") {
+            // A save interrupted by a restart can leave the guest paused for any reason libvirt
+            // recorded (save, snapshot, or unknown once libvirtd itself restarted).
+            const bool paused_by_save = dom->state == hv::DomainState::paused &&
+                                        (dom->paused_for_save || step == "save");
+            if (paused_by_save && guest_was != "paused") {
                 spdlog::warn("job={} recovery resumes instance '{}', left paused by an interrupted save.", job.id, dom->name);
                 hv_.resume(uuid);
             }

@@ -81,3 +81,71 @@ TEST_CASE("libvirtd stopping and starting: 503 at once, reads from the catalog, 
     auto after = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "after-outage"}});
     CHECK(after.job["state"] == "succeeded");
 }
+
+TEST_CASE("libvirtd stopping in the middle of a job: the job waits, then recovery ends it", "[e2e][outage]") {
+    TestGuest g({.tag = "midjob"});
+    g.wait_booted();
+    Daemon d;
+    auto c = d.client();
+    auto accepted = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "stopped"}, {"shutdown_timeout_s", 60}});
+    REQUIRE(accepted.status == 202);
+    const std::string id = accepted.json()["job"]["id"];
+    REQUIRE(eventually([&] { return c.get("/v1/jobs/" + id).json()["progress"]["phase"] == "shutting_down"; }, 10s, 20ms));
+
+    LibvirtdBack restore;
+    libvirtd("stop");
+    REQUIRE(eventually([&] { return c.get("/readyz").status == 503; }, 10s));
+    // Reads answer within their deadline; the job is not stuck, it waits for libvirt.
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(c.get("/v1/jobs/" + id).status == 200);
+    CHECK(c.get("/v1/instances/" + g.name()).status == 200);
+    CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+    REQUIRE(eventually([&] { return c.get("/v1/jobs/" + id).json()["progress"]["phase"] == "waiting_for_libvirt"; }, 10s));
+
+    libvirtd("start");
+    REQUIRE(eventually([&] { return c.get("/readyz").status == 200; }, 10s));
+    nlohmann::json job;
+    REQUIRE(eventually(
+        [&] {
+            job = c.get("/v1/jobs/" + id).json();
+            return job["state"] == "failed" || job["state"] == "succeeded";
+        },
+        20s));
+    INFO(job.dump());
+    CHECK(job["state"] == "failed");
+    CHECK(job["recovered"] == true);
+    CHECK(g.state() == "running");
+    CHECK(snapshots_of(c, g.name()).empty());
+    CHECK(g.snapshot_count() == 0);
+    CHECK(c.get("/v1/instances/" + g.name()).json()["busy_job_id"].is_null());
+}
+
+TEST_CASE("A libvirtd restart during a memory save does not leave the guest paused", "[e2e][outage]") {
+    TestGuest g({.tag = "savekill", .memory_mib = 256, .fill_mib = 200});
+    g.wait_booted();
+    Daemon d;
+    auto c = d.client();
+    auto accepted = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "memory"}, {"name", "interrupted"}});
+    REQUIRE(accepted.status == 202);
+    const std::string id = accepted.json()["job"]["id"];
+    REQUIRE(eventually([&] { return c.get("/v1/jobs/" + id).json()["progress"]["phase"] == "saving"; }, 20s, 5ms));
+    {
+        LibvirtdBack restore;
+        libvirtd("stop");
+    }
+    REQUIRE(eventually([&] { return c.get("/readyz").status == 200; }, 20s));
+    nlohmann::json job;
+    REQUIRE(eventually(
+        [&] {
+            job = c.get("/v1/jobs/" + id).json();
+            return job["state"] == "failed" || job["state"] == "succeeded";
+        },
+        60s));
+    INFO(job.dump());
+    CHECK(eventually([&] { return g.state() == "running"; }, 20s));
+    CHECK(c.get("/v1/instances/" + g.name()).json()["state"] == "running");
+    // The catalog and libvirt agree on whether the snapshot exists.
+    const bool in_catalog = !snapshots_of(c, g.name()).empty();
+    CHECK(in_catalog == g.has_snapshot("interrupted"));
+    CHECK(job["state"] == (in_catalog ? "succeeded" : "failed"));
+}

@@ -33,6 +33,8 @@ public:
     Daemon& operator=(const Daemon&) = delete;
 
     void start();
+    // Options for the next start() (e.g. to drop test delays before a restart).
+    DaemonOptions& options() { return opts_; }
     // SIGTERM and wait for exit; returns the exit status.
     int stop(std::chrono::seconds timeout = std::chrono::seconds(60));
     // SIGKILL, as a crash.
