@@ -5,6 +5,7 @@
 #include "api/errors.hpp"
 #include "api/model.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -59,6 +60,10 @@ public:
 
     // Bearer tokens: the scope a token grants, or Scope::none.
     virtual Scope authenticate(const std::string& token) = 0;
+
+    // A number that changes whenever anything the cacheable reads answer from changes; answers
+    // computed at one generation may be reused while it stays the same. 0: never reuse.
+    virtual std::uint64_t generation() { return 0; }
 };
 
 }  // namespace snapvirt::api

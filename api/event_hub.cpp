@@ -86,10 +86,10 @@ void EventHub::publish(std::string type, std::string data, std::string key) {
     for (auto& n : to_notify) n();
 }
 
-void EventHub::job_updated(const Job& job) { publish("job.updated", dump(to_json(job)), job.id); }
-void EventHub::snapshot_created(const Snapshot& s) { publish("snapshot.created", dump(to_json(s))); }
-void EventHub::snapshot_updated(const Snapshot& s) { publish("snapshot.updated", dump(to_json(s))); }
-void EventHub::snapshot_deleted(const Snapshot& s) { publish("snapshot.deleted", dump(to_json(s))); }
-void EventHub::instance_updated(const Instance& i) { publish("instance.updated", dump(to_json(i))); }
+void EventHub::job_updated(const Job& job) { publish("job.updated", json_string(job), job.id); }
+void EventHub::snapshot_created(const Snapshot& s) { publish("snapshot.created", json_string(s)); }
+void EventHub::snapshot_updated(const Snapshot& s) { publish("snapshot.updated", json_string(s)); }
+void EventHub::snapshot_deleted(const Snapshot& s) { publish("snapshot.deleted", json_string(s)); }
+void EventHub::instance_updated(const Instance& i) { publish("instance.updated", json_string(i)); }
 
 }  // namespace snapvirt::api

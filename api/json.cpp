@@ -1,26 +1,94 @@
 #include "api/json.hpp"
 
+#include <cstdio>
 #include <ctime>
 
 namespace snapvirt::api {
 
 namespace {
 
-nlohmann::json ref(const InstanceRef& r) { return {{"uuid", r.uuid}, {"name", r.name}}; }
-
-template <class T>
-nlohmann::json nullable(const std::optional<T>& v) {
-    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+// Length of the valid UTF-8 sequence at s[i], or 0 if it is not one.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07;
+    else return 0;
+    if (i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+        const auto cc = static_cast<unsigned char>(s[i + k]);
+        if ((cc & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
 }
 
-nlohmann::json error_json(const std::optional<ErrorInfo>& e) {
-    if (!e) return nullptr;
-    return {{"code", e->code}, {"message", e->message}};
-}
+struct Fields {
+    std::string& out;
+    bool first = true;
 
-nlohmann::json time_json(const std::optional<TimeMs>& t) {
-    return t ? nlohmann::json(format_time(*t)) : nlohmann::json(nullptr);
-}
+    Fields& key(std::string_view k) {
+        out += first ? "{\"" : ",\"";
+        first = false;
+        out += k;
+        out += "\":";
+        return *this;
+    }
+    Fields& str(std::string_view k, std::string_view v) {
+        key(k);
+        write_string(out, v);
+        return *this;
+    }
+    Fields& opt_str(std::string_view k, const std::optional<std::string>& v) {
+        key(k);
+        if (v)
+            write_string(out, *v);
+        else
+            out += "null";
+        return *this;
+    }
+    Fields& num(std::string_view k, std::uint64_t v) {
+        key(k);
+        out += std::to_string(v);
+        return *this;
+    }
+    template <class N>
+    Fields& opt_num(std::string_view k, const std::optional<N>& v) {
+        key(k);
+        out += v ? std::to_string(*v) : std::string("null");
+        return *this;
+    }
+    Fields& boolean(std::string_view k, bool v) {
+        key(k);
+        out += v ? "true" : "false";
+        return *this;
+    }
+    Fields& time(std::string_view k, TimeMs t) { return str(k, format_time(t)); }
+    Fields& opt_time(std::string_view k, const std::optional<TimeMs>& t) {
+        return opt_str(k, t ? std::optional<std::string>(format_time(*t)) : std::nullopt);
+    }
+    Fields& ref(std::string_view k, const InstanceRef& r) {
+        key(k);
+        Fields(out).str("uuid", r.uuid).str("name", r.name).end();
+        return *this;
+    }
+    Fields& error(std::string_view k, const std::optional<ErrorInfo>& e) {
+        key(k);
+        if (e)
+            Fields(out).str("code", e->code).str("message", e->message).end();
+        else
+            out += "null";
+        return *this;
+    }
+    void end() { out += first ? "{}" : "}"; }
+};
 
 }  // namespace
 
@@ -35,58 +103,88 @@ std::string format_time(TimeMs t) {
     return buf;
 }
 
-nlohmann::json to_json(const Instance& i) {
-    nlohmann::json j = {
-        {"uuid", i.uuid},
-        {"name", i.name},
-        {"state", i.state},
-        {"memory_mib", i.memory_mib},
-        {"vcpus", i.vcpus},
-        {"snapshot_count", i.snapshot_count},
-        {"current_snapshot_id", nullable(i.current_snapshot_id)},
-        {"busy_job_id", nullable(i.busy_job_id)},
-    };
-    if (i.stale) j["stale"] = true;
-    if (!i.present) j["defined"] = false;
-    return j;
+void write_string(std::string& out, std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    out += '"';
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            out += static_cast<char>(c);
+            ++i;
+            continue;
+        }
+        switch (c) {
+            case '"': out += "\\\""; ++i; continue;
+            case '\\': out += "\\\\"; ++i; continue;
+            case '\n': out += "\\n"; ++i; continue;
+            case '\t': out += "\\t"; ++i; continue;
+            case '\r': out += "\\r"; ++i; continue;
+            default: break;
+        }
+        if (c < 0x20) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+            ++i;
+            continue;
+        }
+        const std::size_t n = utf8_sequence(s, i);
+        if (n == 0) {
+            out += "\xEF\xBF\xBD";  // U+FFFD
+            ++i;
+        } else {
+            out.append(s.data() + i, n);
+            i += n;
+        }
+    }
+    out += '"';
 }
 
-nlohmann::json to_json(const Snapshot& s) {
-    return {
-        {"id", s.id},
-        {"instance", ref(s.instance)},
-        {"name", s.name},
-        {"display_name", s.display_name},
-        {"description", s.description},
-        {"mode", s.mode},
-        {"state", s.state},
-        {"parent_id", nullable(s.parent_id)},
-        {"is_current", s.is_current},
-        {"created_at", format_time(s.created_at)},
-        {"size_bytes", nullable(s.size_bytes)},
-        {"guest_paused_ms", nullable(s.guest_paused_ms)},
-        {"origin", s.origin},
-        {"error", error_json(s.error)},
-    };
+void write_json(std::string& out, const Instance& i) {
+    Fields f{out};
+    f.str("uuid", i.uuid)
+        .str("name", i.name)
+        .str("state", i.state)
+        .num("memory_mib", i.memory_mib)
+        .num("vcpus", i.vcpus)
+        .num("snapshot_count", i.snapshot_count)
+        .opt_str("current_snapshot_id", i.current_snapshot_id)
+        .opt_str("busy_job_id", i.busy_job_id);
+    if (i.stale) f.boolean("stale", true);
+    if (!i.present) f.boolean("defined", false);
+    f.end();
 }
 
-nlohmann::json to_json(const Job& j) {
-    nlohmann::json out = {
-        {"id", j.id},
-        {"kind", j.kind},
-        {"instance", ref(j.instance)},
-        {"snapshot_id", nullable(j.snapshot_id)},
-        {"state", j.state},
-        {"progress", {{"phase", j.progress.phase}, {"percent", nullable(j.progress.percent)}}},
-        {"created_at", format_time(j.created_at)},
-        {"started_at", time_json(j.started_at)},
-        {"finished_at", time_json(j.finished_at)},
-        {"error", error_json(j.error)},
-    };
-    if (j.recovered) out["recovered"] = true;
-    return out;
+void write_json(std::string& out, const Snapshot& s) {
+    Fields(out)
+        .str("id", s.id)
+        .ref("instance", s.instance)
+        .str("name", s.name)
+        .str("display_name", s.display_name)
+        .str("description", s.description)
+        .str("mode", s.mode)
+        .str("state", s.state)
+        .opt_str("parent_id", s.parent_id)
+        .boolean("is_current", s.is_current)
+        .time("created_at", s.created_at)
+        .opt_num("size_bytes", s.size_bytes)
+        .opt_num("guest_paused_ms", s.guest_paused_ms)
+        .str("origin", s.origin)
+        .error("error", s.error)
+        .end();
 }
 
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+void write_json(std::string& out, const Job& j) {
+    Fields f{out};
+    f.str("id", j.id).str("kind", j.kind).ref("instance", j.instance).opt_str("snapshot_id", j.snapshot_id).str("state", j.state);
+    f.key("progress");
+    Fields(out).str("phase", j.progress.phase).opt_num("percent", j.progress.percent).end();
+    f.time("created_at", j.created_at)
+        .opt_time("started_at", j.started_at)
+        .opt_time("finished_at", j.finished_at)
+        .error("error", j.error);
+    if (j.recovered) f.boolean("recovered", true);
+    f.end();
+}
 
 }  // namespace snapvirt::api

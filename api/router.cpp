@@ -26,8 +26,8 @@ bool is_param(const std::string& seg) { return seg.size() > 2 && seg.front() == 
 
 }  // namespace
 
-void Router::add(std::string method, std::string pattern, Scope scope, Exec exec, Handler handler) {
-    Route r{std::move(method), std::move(pattern), scope, exec, std::move(handler), {}};
+void Router::add(std::string method, std::string pattern, Scope scope, Exec exec, Handler handler, bool cacheable) {
+    Route r{std::move(method), std::move(pattern), scope, exec, std::move(handler), {}, cacheable};
     r.segments = split_path(r.pattern);
     routes_.push_back(std::move(r));
 }

@@ -23,11 +23,12 @@ struct Route {
     Exec exec;
     Handler handler;
     std::vector<std::string> segments;
+    bool cacheable = false;  // a catalog read whose answer may be reused while nothing changed
 };
 
 class Router {
 public:
-    void add(std::string method, std::string pattern, Scope scope, Exec exec, Handler handler);
+    void add(std::string method, std::string pattern, Scope scope, Exec exec, Handler handler, bool cacheable = false);
 
     struct Match {
         const Route* route = nullptr;     // set when method and path match

@@ -14,19 +14,37 @@ const std::set<std::string> snapshot_modes = {"memory", "stopped", "other"};
 const std::set<std::string> job_states = {"queued", "running", "succeeded", "failed", "cancelled"};
 const std::set<std::string> job_kinds = {"create", "revert", "delete"};
 
-Response ok_json(const nlohmann::json& j, int status = 200) { return json_response(status, dump(j)); }
+Response ok_json(const nlohmann::json& j, int status = 200) {
+    return json_response(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 template <class T>
-nlohmann::json items(const std::vector<T>& v) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& x : v) arr.push_back(to_json(x));
-    return arr;
+Response object_response(const T& value, int status = 200) {
+    return json_response(status, json_string(value));
+}
+
+// {"items": [...]} (and "next_cursor" for pages), written without a JSON tree.
+template <class T>
+Response items_response(const std::vector<T>& items) {
+    std::string body = "{\"items\":";
+    body.reserve(items.size() * 480 + 32);
+    write_json(body, items);
+    body += '}';
+    return json_response(200, std::move(body));
 }
 
 template <class T>
 Response page_response(const Page<T>& page) {
-    return ok_json({{"items", items(page.items)},
-                    {"next_cursor", page.next_cursor ? nlohmann::json(*page.next_cursor) : nlohmann::json(nullptr)}});
+    std::string body = "{\"items\":";
+    body.reserve(page.items.size() * 480 + 64);
+    write_json(body, page.items);
+    body += ",\"next_cursor\":";
+    if (page.next_cursor)
+        write_string(body, *page.next_cursor);
+    else
+        body += "null";
+    body += '}';
+    return json_response(200, std::move(body));
 }
 
 unsigned page_limit(const Request& req) { return static_cast<unsigned>(query_int(req, "limit", 1, 1000).value_or(100)); }
@@ -104,7 +122,10 @@ void no_body(const Request& req) {
 }
 
 Response accepted_job(const Job& job) {
-    Response r = ok_json({{"job", to_json(job)}}, 202);
+    std::string body = "{\"job\":";
+    write_json(body, job);
+    body += '}';
+    Response r = json_response(202, std::move(body));
     r.headers.emplace_back("Location", "/v1/jobs/" + job.id);
     return r;
 }
@@ -146,21 +167,28 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
 
     router.add("GET", "/v1/instances", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {});
-        return ok_json({{"items", items(b->list_instances())}});
-    });
+        return items_response(b->list_instances());
+    },
+               true);
     router.add("GET", "/v1/instances/{instance}", Scope::read, Exec::blocking, [b](Request& req) {
         check_query(req, {});
-        return ok_json(to_json(b->get_instance(req.params[0])));
+        return object_response(b->get_instance(req.params[0]));
     });
     router.add("GET", "/v1/instances/{instance}/snapshots", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {});
-        return ok_json({{"items", items(b->list_instance_snapshots(req.params[0]))}});
-    });
+        return items_response(b->list_instance_snapshots(req.params[0]));
+    },
+               true);
     router.add("POST", "/v1/instances/{instance}/snapshots", Scope::write, Exec::blocking, [b](Request& req) {
         check_query(req, {});
         const auto request = read_create(req);
         const auto result = b->create_snapshot(req.params[0], request);
-        Response r = ok_json({{"job", to_json(result.job)}, {"snapshot", to_json(result.snapshot)}}, 202);
+        std::string body = "{\"job\":";
+        write_json(body, result.job);
+        body += ",\"snapshot\":";
+        write_json(body, result.snapshot);
+        body += '}';
+        Response r = json_response(202, std::move(body));
         r.headers.emplace_back("Location", "/v1/jobs/" + result.job.id);
         return r;
     });
@@ -175,15 +203,16 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         q.limit = page_limit(req);
         q.cursor = query_string(req, "cursor");
         return page_response(b->list_snapshots(q));
-    });
+    }, true);
     router.add("GET", "/v1/snapshots/{id}", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {});
-        return ok_json(to_json(b->get_snapshot(req.params[0])));
-    });
+        return object_response(b->get_snapshot(req.params[0]));
+    },
+               true);
     router.add("PATCH", "/v1/snapshots/{id}", Scope::write, Exec::blocking, [b](Request& req) {
         check_query(req, {});
         const auto request = read_edit(req);
-        return ok_json(to_json(b->edit_snapshot(req.params[0], request)));
+        return object_response(b->edit_snapshot(req.params[0], request));
     });
     router.add("DELETE", "/v1/snapshots/{id}", Scope::write, Exec::io, [b](Request& req) {
         check_query(req, {"children"});
@@ -205,12 +234,12 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         q.limit = page_limit(req);
         q.cursor = query_string(req, "cursor");
         return page_response(b->list_jobs(q));
-    });
+    }, true);
     router.add("GET", "/v1/jobs/{id}", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {"wait"});
         const auto wait = query_int(req, "wait", 0, 60).value_or(0);
         Job job = b->get_job(req.params[0]);
-        Response r = ok_json(to_json(job));
+        Response r = object_response(job);
         if (!job.terminal() && wait > 0 && !req.wait_done)
             r.long_poll = LongPoll{job.id, std::chrono::steady_clock::now() + std::chrono::seconds(wait)};
         return r;
@@ -219,7 +248,7 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         check_query(req, {});
         parse_json_body(req, true);
         Job job = b->cancel_job(req.params[0]);
-        return ok_json(to_json(job), 202);
+        return object_response(job, 202);
     });
 
     router.add("GET", "/v1/events", Scope::read, Exec::io, [](Request& req) {

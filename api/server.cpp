@@ -1,6 +1,7 @@
 #include "api/server.hpp"
 
 #include "api/json.hpp"
+#include "api/response_cache.hpp"
 #include "api/routes.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -512,8 +513,16 @@ private:
                 }
             }
 
+            // A cacheable read reuses the answer computed at the same generation; the
+            // generation is read before computing, so a change during it is never hidden.
+            const std::uint64_t generation =
+                route.cacheable && (req.method == "GET" || req.method == "HEAD") ? backend_.generation() : 0;
+            if (generation != 0)
+                if (auto hit = cache_.get(req.target, generation)) co_return std::move(*hit);
+
             Response res = co_await invoke(route, req);
             if (res.long_poll) res = co_await long_poll(route, req, std::move(res));
+            if (generation != 0 && res.status == 200 && !res.event_stream) cache_.put(req.target, generation, res);
 
             if (idem_key && res.status >= 200 && res.status < 300) {
                 StoredResponse s;
@@ -568,18 +577,22 @@ private:
         head.set("X-Request-Id", req.request_id);
         head.keep_alive(true);
         head.chunked(true);
-        http::response_serializer<http::empty_body> sr{head};
-        beast::error_code ec;
-        beast::get_lowest_layer(stream).expires_after(opts_.request_timeout);
-        co_await http::async_write_header(stream, sr, net::redirect_error(use_awaitable, ec));
-        if (ec) co_return;
-
+        // Subscribe before the head goes out: a client that sees the head may rely on every
+        // event published after it.
         auto ex = co_await net::this_coro::executor;
         auto timer = std::make_shared<net::steady_timer>(ex);
         bool missed = false;
         auto sub = hub_.subscribe([timer, ex] { net::post(ex, [timer] { timer->cancel(); }); }, {},
                                   es.last_event_id ? es.last_event_id : std::optional<std::uint64_t>(hub_.last_id()),
                                   &missed);
+        http::response_serializer<http::empty_body> sr{head};
+        beast::error_code ec;
+        beast::get_lowest_layer(stream).expires_after(opts_.request_timeout);
+        co_await http::async_write_header(stream, sr, net::redirect_error(use_awaitable, ec));
+        if (ec) {
+            hub_.unsubscribe(sub);
+            co_return;
+        }
         std::string text = "retry: 2000\n\n";
         if (missed && es.last_event_id) text += ": events after the given id are no longer available; re-read state\n\n";
         while (!stopping_) {
@@ -658,6 +671,7 @@ private:
     std::vector<std::string> unix_paths_;
     std::vector<std::string> bound_;
     std::vector<std::thread> threads_;
+    ResponseCache cache_;
     std::atomic<std::size_t> connections_{0};
     std::atomic<bool> stopping_{false};
     std::atomic<bool> stopped_{false};

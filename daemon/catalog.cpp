@@ -235,14 +235,21 @@ auto Catalog::read(F&& fn) {
 template <class F>
 auto Catalog::write(F&& fn) {
     std::lock_guard lock(write_mu_);
+    struct Bump {
+        std::atomic<std::uint64_t>& g;
+        ~Bump() { g.fetch_add(1, std::memory_order_acq_rel); }
+    } bump{generation_};
     return fn(*writer_);
 }
 
 void Catalog::write_transaction(const std::function<void()>& fn) {
     std::lock_guard lock(write_mu_);
-    sql::Transaction tx(*writer_);
-    fn();
-    tx.commit();
+    {
+        sql::Transaction tx(*writer_);
+        fn();
+        tx.commit();
+    }
+    generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 // ---- instances ------------------------------------------------------------------------------
@@ -721,7 +728,8 @@ std::vector<std::pair<std::string, std::string>> Catalog::token_hashes() {
 
 std::int64_t Catalog::data_version() {
     // PRAGMA data_version changes for commits made by other connections, so ask the writer.
-    return write([&](sql::Database& db) { return db.scalar("PRAGMA data_version"); });
+    std::lock_guard lock(write_mu_);  // a read on the writer: no generation change
+    return writer_->scalar("PRAGMA data_version");
 }
 
 }  // namespace snapvirt::daemon

@@ -10,6 +10,7 @@
 #include "api/model.hpp"
 #include "daemon/sqlite.hpp"
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -107,6 +108,9 @@ public:
     // Runs `fn` inside one write transaction.
     void write_transaction(const std::function<void()>& fn);
 
+    // Changes after every write this process commits (never before the commit).
+    std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
 private:
     template <class F>
     auto read(F&& fn);
@@ -115,6 +119,7 @@ private:
     void migrate();
 
     std::filesystem::path path_;
+    std::atomic<std::uint64_t> generation_{1};
     std::recursive_mutex write_mu_;
     std::unique_ptr<sql::Database> writer_;
     std::mutex readers_mu_;

@@ -248,6 +248,11 @@ void Engine::remember_idempotent(const std::string& key, const api::StoredRespon
     catalog_.remember_idempotent(key, response, now_ms());
 }
 
+std::uint64_t Engine::generation() {
+    // Both counters only grow, so their sum changes whenever either does.
+    return catalog_.generation() + view_changes_.load(std::memory_order_acquire);
+}
+
 api::Scope Engine::authenticate(const std::string& token) {
     std::lock_guard lock(tokens_mu_);
     const auto now = std::chrono::steady_clock::now();
@@ -282,6 +287,7 @@ api::Job Engine::submit_locked(const std::string& kind, const std::string& uuid,
     a->instance_uuid = uuid;
     busy_[uuid] = a;
     active_[a->id] = a;
+    view_changes_.fetch_add(1, std::memory_order_acq_rel);
     queue_.push_back(a);
     queue_cv_.notify_one();
     return rec.job;
@@ -526,6 +532,7 @@ api::Job Engine::cancel_job(const std::string& id) {
         queue_.erase(std::remove(queue_.begin(), queue_.end(), a), queue_.end());
         busy_.erase(a->instance_uuid);
         active_.erase(a->id);
+        view_changes_.fetch_add(1, std::memory_order_acq_rel);
         lock.unlock();
         auto rec = catalog_.job(job.id);
         job = rec->job;
@@ -573,6 +580,7 @@ api::Job Engine::cancel_job(const std::string& id) {
 // ---- events ------------------------------------------------------------------------------------
 
 void Engine::on_connection_changed(bool connected, const std::string& reason) {
+    view_changes_.fetch_add(1, std::memory_order_acq_rel);  // instances turn stale or fresh
     if (connected) {
         spdlog::info("libvirt is reachable again; recovering and reconciling.");
         enqueue({Task::Kind::recover, ""});
@@ -662,6 +670,7 @@ void Engine::maintenance_loop() {
 
 void Engine::reconcile_all() {
     if (!recovered_) return;  // recovery first: it owns the instances of unfinished jobs
+    const auto started = std::chrono::steady_clock::now();
     const auto domains = hv_.list_domains();
     std::vector<std::string> uuids;
     for (const auto& d : domains) {
@@ -671,13 +680,22 @@ void Engine::reconcile_all() {
     for (const auto& gone : catalog_.mark_absent_except(uuids)) mark_instance_gone(gone);
     for (const auto& d : domains) {
         try {
-            reconcile_instance(d.uuid);
+            {
+                std::lock_guard lock(mu_);
+                if (busy_.count(d.uuid) || editing_.count(d.uuid)) continue;  // its job reconciles it
+            }
+            sync_instance(d.uuid, &d);
         } catch (const hv::Error& e) {
             if (e.kind() == hv::Error::Kind::unavailable) throw;
             spdlog::warn("Reconciling instance '{}' failed: {}", d.name, e.what());
         }
     }
-    if (!reconciled_once_.exchange(true)) spdlog::info("Catalog reconciled with libvirt ({} domains).", domains.size());
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    if (!reconciled_once_.exchange(true))
+        spdlog::info("Catalog reconciled with libvirt: {} domains, {} snapshots in the catalog, {} ms.", domains.size(),
+                     catalog_.count_all_snapshots(), ms.count());
+    else
+        spdlog::debug("Periodic reconciliation: {} domains, {} ms.", domains.size(), ms.count());
 }
 
 void Engine::mark_instance_gone(const std::string& uuid) {
@@ -719,8 +737,8 @@ void Engine::reconcile_instance(const std::string& uuid) {
     sync_instance(uuid);
 }
 
-void Engine::sync_instance(const std::string& uuid) {
-    auto dom = hv_.find_domain(uuid);
+void Engine::sync_instance(const std::string& uuid, const hv::DomainInfo* described) {
+    auto dom = described ? std::optional<hv::DomainInfo>(*described) : hv_.find_domain(uuid);
     if (!dom) {
         catalog_.set_instance_present(uuid, false);
         mark_instance_gone(uuid);
@@ -728,60 +746,88 @@ void Engine::sync_instance(const std::string& uuid) {
     }
     upsert_domain(*dom);
     const auto live = hv_.list_snapshots(uuid);
-    auto known = catalog_.instance_snapshots(uuid);
+    const auto known = catalog_.instance_snapshots(uuid);
+
+    std::map<std::string, const hv::SnapshotInfo*> live_by_name;
+    for (const auto& l : live) live_by_name[l.name] = &l;
+    std::map<std::string, std::string> id_by_name;
+    std::set<std::string> displays;
+    for (const auto& s : known) {
+        id_by_name[s.name] = s.id;
+        displays.insert(s.display_name);
+    }
 
     // Snapshots made behind snapvirt's back (e.g. with virsh) are imported.
+    std::vector<api::Snapshot> created;
     for (const auto& l : live) {
-        const bool have = std::any_of(known.begin(), known.end(), [&](const auto& s) { return s.name == l.name; });
-        if (have) continue;
+        if (id_by_name.count(l.name)) continue;
         api::Snapshot s;
         s.id = new_uuid();
         s.instance = {dom->uuid, dom->name};
         s.name = l.name;
-        std::string display = l.display_name.value_or(l.name);
-        const std::string base = display;
-        for (int n = 2; catalog_.display_name_taken(uuid, display); ++n) display = base + " (" + std::to_string(n) + ")";
+        const std::string base = l.display_name.value_or(l.name);
+        std::string display = base;
+        for (int n = 2; displays.count(display); ++n) display = base + " (" + std::to_string(n) + ")";
+        displays.insert(display);
         s.display_name = display;
         s.description = l.description;
         s.mode = mode_of(l);
         s.state = "ready";
         s.created_at = l.creation_time * 1000;
         s.origin = "discovered";
-        catalog_.insert_snapshot(s);
-        known.push_back(s);
-        sink_.snapshot_created(s);
-        spdlog::info("Imported snapshot '{}' of instance '{}', found in libvirt.", l.name, dom->name);
+        id_by_name[s.name] = s.id;
+        created.push_back(std::move(s));
     }
 
-    std::map<std::string, std::string> id_by_name;
-    for (const auto& s : known) id_by_name[s.name] = s.id;
-    for (const auto& s : known) {
-        auto l = std::find_if(live.begin(), live.end(), [&](const auto& x) { return x.name == s.name; });
-        api::Snapshot u = s;
-        if (l == live.end()) {
-            if (s.state != "missing") {
-                u.state = "missing";
-                u.is_current = false;
-                spdlog::warn("Snapshot '{}' of instance '{}' is no longer in libvirt; marked missing.", s.name, dom->name);
-            }
-        } else {
-            if (s.state == "missing" || s.state == "creating" || s.state == "reverting" || s.state == "deleting")
-                u.state = "ready";
-            u.parent_id = l->parent && id_by_name.count(*l->parent) ? std::optional(id_by_name[*l->parent]) : std::nullopt;
-            u.is_current = l->is_current;
-            u.description = l->description;
-            if (l->display_name && *l->display_name != s.display_name &&
-                !catalog_.display_name_taken(uuid, *l->display_name, s.id))
-                u.display_name = *l->display_name;
-        }
+    // libvirt's truth for every row: parent, current flag, description, presence.
+    auto apply = [&](api::Snapshot& u) {
         u.instance.name = dom->name;
+        auto l = live_by_name.find(u.name);
+        if (l == live_by_name.end()) {
+            u.state = "missing";
+            u.is_current = false;
+            return;
+        }
+        const hv::SnapshotInfo& info = *l->second;
+        if (u.state == "missing" || u.state == "creating" || u.state == "reverting" || u.state == "deleting")
+            u.state = "ready";
+        u.parent_id = info.parent && id_by_name.count(*info.parent) ? std::optional(id_by_name[*info.parent])
+                                                                     : std::nullopt;
+        u.is_current = info.is_current;
+        u.description = info.description;
+        if (info.display_name && *info.display_name != u.display_name && !displays.count(*info.display_name)) {
+            displays.erase(u.display_name);
+            u.display_name = *info.display_name;
+            displays.insert(u.display_name);
+        }
+    };
+    for (auto& s : created) apply(s);
+    std::vector<api::Snapshot> updated;
+    for (const auto& s : known) {
+        api::Snapshot u = s;
+        apply(u);
         const bool changed = u.state != s.state || u.parent_id != s.parent_id || u.is_current != s.is_current ||
                              u.description != s.description || u.display_name != s.display_name;
-        if (changed) {
-            catalog_.update_snapshot(u);
-            sink_.snapshot_updated(u);
-        }
+        if (!changed) continue;
+        if (u.state == "missing")
+            spdlog::warn("Snapshot '{}' of instance '{}' is no longer in libvirt; marked missing.", s.name, dom->name);
+        updated.push_back(std::move(u));
     }
+    if (created.empty() && updated.empty()) return;
+
+    // One transaction per instance, events once it is committed.
+    catalog_.write_transaction([&] {
+        for (const auto& s : created) catalog_.insert_snapshot(s);
+        for (const auto& u : updated) catalog_.update_snapshot(u);
+    });
+    if (!created.empty()) {
+        std::string names;
+        for (std::size_t i = 0; i < created.size() && i < 5; ++i) names += (i ? ", '" : "'") + created[i].name + "'";
+        if (created.size() > 5) names += ", ...";
+        spdlog::info("Imported {} snapshot(s) of instance '{}' found in libvirt: {}.", created.size(), dom->name, names);
+    }
+    for (const auto& s : created) sink_.snapshot_created(s);
+    for (const auto& u : updated) sink_.snapshot_updated(u);
 }
 
 void Engine::forget_old() {

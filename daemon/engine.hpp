@@ -76,6 +76,7 @@ public:
     std::optional<api::StoredResponse> find_idempotent(const std::string& key) override;
     void remember_idempotent(const std::string& key, const api::StoredResponse& response) override;
     api::Scope authenticate(const std::string& token) override;
+    std::uint64_t generation() override;
 
     // hv::EventListener
     void on_connection_changed(bool connected, const std::string& reason) override;
@@ -128,7 +129,8 @@ private:
     void reconcile_all();
     void reconcile_instance(const std::string& uuid);
     // Brings one instance's catalog rows in line with libvirt (no busy check: jobs call it).
-    void sync_instance(const std::string& uuid);
+    // `described`: the domain as just read from libvirt, if the caller has it.
+    void sync_instance(const std::string& uuid, const hv::DomainInfo* described = nullptr);
     void refresh_instance(const std::string& uuid);
     void mark_instance_gone(const std::string& uuid);
     void forget_old();
@@ -159,6 +161,8 @@ private:
     bool tasks_stop_ = false;
     std::atomic<bool> recovered_{false};
     std::atomic<bool> reconciled_once_{false};
+    // Bumped when a view changes without a catalog write: busy markers, libvirt reachability.
+    std::atomic<std::uint64_t> view_changes_{0};
     std::thread maintenance_;
 
     struct PauseRecord {

@@ -523,6 +523,7 @@ void Engine::release(const std::shared_ptr<ActiveJob>& active) {
         auto it = busy_.find(active->instance_uuid);
         if (it != busy_.end() && it->second == active) busy_.erase(it);
         active_.erase(active->id);
+        view_changes_.fetch_add(1, std::memory_order_acq_rel);
     }
     idle_cv_.notify_all();
     publish_instance(active->instance_uuid);

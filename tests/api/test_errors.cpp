@@ -45,3 +45,39 @@ TEST_CASE("Times are RFC 3339 in UTC", "[json]") {
     CHECK(format_time(0) == "1970-01-01T00:00:00.000Z");
     CHECK(format_time(1795696000123) == "2026-11-26T12:26:40.123Z");
 }
+
+TEST_CASE("JSON strings are escaped and invalid UTF-8 is replaced", "[json]") {
+    std::string out;
+    write_string(out, "a\"b\\c\n\t\x01 \xc3\xa4 \xff end");
+    CHECK(out == "\"a\\\"b\\\\c\\n\\t\\u0001 \xc3\xa4 \xef\xbf\xbd end\"");
+    CHECK(nlohmann::json::parse(out).get<std::string>() == "a\"b\\c\n\t\x01 \xc3\xa4 \xef\xbf\xbd end");
+}
+
+TEST_CASE("Objects are written in the contract's shape", "[json]") {
+    Snapshot s;
+    s.id = "s1";
+    s.instance = {"u1", "web1"};
+    s.name = "n";
+    s.display_name = "<d>";
+    s.parent_id = "p";
+    s.guest_paused_ms = 42;
+    s.error = ErrorInfo{"x", "y"};
+    const auto j = nlohmann::json::parse(json_string(s));
+    CHECK(j["instance"]["name"] == "web1");
+    CHECK(j["display_name"] == "<d>");
+    CHECK(j["parent_id"] == "p");
+    CHECK(j["size_bytes"].is_null());
+    CHECK(j["guest_paused_ms"] == 42);
+    CHECK(j["error"]["code"] == "x");
+    CHECK(j.size() == 14);
+    Job job;
+    job.progress = {"saving", std::nullopt};
+    const auto jj = nlohmann::json::parse(json_string(job));
+    CHECK(jj["progress"]["phase"] == "saving");
+    CHECK(jj["progress"]["percent"].is_null());
+    CHECK(jj["started_at"].is_null());
+    CHECK_FALSE(jj.contains("recovered"));
+    Instance i;
+    i.stale = true;
+    CHECK(nlohmann::json::parse(json_string(i))["stale"] == true);
+}

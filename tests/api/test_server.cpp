@@ -389,3 +389,49 @@ TEST_CASE("The request id is echoed and generated when absent", "[server]") {
     r = f.as().get("/healthz");
     CHECK(r.header("x-request-id")->size() >= 8);
 }
+
+TEST_CASE("Cacheable reads are reused only while the generation stays the same", "[server][cache]") {
+    struct Counting final : public Backend {
+        std::atomic<int> lists{0};
+        std::atomic<std::uint64_t> gen{1};
+        std::vector<Instance> list_instances() override {
+            ++lists;
+            return {Instance{"u" + std::to_string(gen.load()), "web1", "running", 64, 1, 0, {}, {}}};
+        }
+        Instance get_instance(const std::string&) override { return {}; }
+        std::vector<Snapshot> list_instance_snapshots(const std::string&) override { return {}; }
+        Page<Snapshot> list_snapshots(const SnapshotQuery&) override { return {}; }
+        Snapshot get_snapshot(const std::string&) override { return {}; }
+        CreateSnapshotResult create_snapshot(const std::string&, const CreateSnapshotRequest&) override { return {}; }
+        Snapshot edit_snapshot(const std::string&, const EditSnapshotRequest&) override { return {}; }
+        Job revert_snapshot(const std::string&, const RevertRequest&) override { return {}; }
+        Job delete_snapshot(const std::string&, bool) override { return {}; }
+        Page<Job> list_jobs(const JobQuery&) override { return {}; }
+        Job get_job(const std::string&) override { return {}; }
+        Job cancel_job(const std::string&) override { return {}; }
+        Readiness readiness() override { return {true, ""}; }
+        std::optional<StoredResponse> find_idempotent(const std::string&) override { return std::nullopt; }
+        void remember_idempotent(const std::string&, const StoredResponse&) override {}
+        Scope authenticate(const std::string&) override { return Scope::write; }
+        std::uint64_t generation() override { return gen; }
+    } backend;
+    EventHub hub;
+    Metrics metrics;
+    Router router;
+    add_routes(router, backend, RouteOptions{});
+    ServerOptions o;
+    o.endpoints.push_back(Endpoint{Endpoint::Kind::tcp, "127.0.0.1", 0, "", false});
+    Server server(o, router, backend, hub, metrics);
+    server.start();
+    client::Client c(client::Url::parse(server.endpoints().at(0)), "t");
+    const auto first = c.get("/v1/instances").body;
+    CHECK(c.get("/v1/instances").body == first);
+    CHECK(backend.lists == 1);
+    CHECK(c.get("/v1/instances?").status == 200);  // another target is another entry
+    CHECK(backend.lists == 2);
+    backend.gen = 2;
+    const auto second = c.get("/v1/instances").body;
+    CHECK(second != first);
+    CHECK(backend.lists == 3);
+    server.stop();
+}

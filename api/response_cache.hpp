@@ -1,0 +1,60 @@
+#pragma once
+// Answers of cacheable reads, kept per request target and reused while the backend's
+// generation (which changes with every change to what they were computed from) is the same.
+// A busy host's list pages are read far more often than snapshots change.
+//
+// Thread-safety: get() and put() may be called from any thread.
+
+#include "api/http.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+namespace snapvirt::api {
+
+class ResponseCache {
+public:
+    explicit ResponseCache(std::size_t max_entries = 256, std::size_t max_body = 4 << 20)
+        : max_entries_(max_entries), max_body_(max_body) {}
+
+    std::optional<Response> get(const std::string& key, std::uint64_t generation) const {
+        std::shared_lock lock(mu_);
+        auto it = entries_.find(key);
+        if (it == entries_.end() || it->second.generation != generation) return std::nullopt;
+        Response r;
+        r.status = 200;
+        r.content_type = it->second.content_type;
+        r.body = *it->second.body;
+        return r;
+    }
+
+    void put(const std::string& key, std::uint64_t generation, const Response& r) {
+        if (r.body.size() > max_body_) return;
+        std::unique_lock lock(mu_);
+        if (entries_.size() >= max_entries_) {
+            // Drop what an older generation computed; if everything is current, start over.
+            for (auto it = entries_.begin(); it != entries_.end();)
+                it = it->second.generation != generation ? entries_.erase(it) : std::next(it);
+            if (entries_.size() >= max_entries_) entries_.clear();
+        }
+        entries_[key] = Entry{generation, r.content_type, std::make_shared<const std::string>(r.body)};
+    }
+
+private:
+    struct Entry {
+        std::uint64_t generation;
+        std::string content_type;
+        std::shared_ptr<const std::string> body;
+    };
+    const std::size_t max_entries_;
+    const std::size_t max_body_;
+    mutable std::shared_mutex mu_;
+    std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace snapvirt::api
