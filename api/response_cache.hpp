@@ -19,8 +19,8 @@ namespace snapvirt::api {
 
 class ResponseCache {
 public:
-    explicit ResponseCache(std::size_t max_entries = 256, std::size_t max_body = 4 << 20)
-        : max_entries_(max_entries), max_body_(max_body) {}
+    // At most `max_bytes` of bodies are kept; a body larger than a quarter of that is not.
+    explicit ResponseCache(std::size_t max_bytes = 4 << 20) : max_bytes_(max_bytes) {}
 
     std::optional<Response> get(const std::string& key, std::uint64_t generation) const {
         std::shared_lock lock(mu_);
@@ -34,14 +34,28 @@ public:
     }
 
     void put(const std::string& key, std::uint64_t generation, const Response& r) {
-        if (r.body.size() > max_body_) return;
+        if (r.body.size() > max_bytes_ / 4) return;
         std::unique_lock lock(mu_);
-        if (entries_.size() >= max_entries_) {
-            // Drop what an older generation computed; if everything is current, start over.
-            for (auto it = entries_.begin(); it != entries_.end();)
-                it = it->second.generation != generation ? entries_.erase(it) : std::next(it);
-            if (entries_.size() >= max_entries_) entries_.clear();
+        if (auto old = entries_.find(key); old != entries_.end()) {
+            bytes_ -= old->second.body->size();
+            entries_.erase(old);
         }
+        if (bytes_ + r.body.size() > max_bytes_) {
+            // Drop what an older generation computed; if that is not enough, start over.
+            for (auto it = entries_.begin(); it != entries_.end();) {
+                if (it->second.generation == generation) {
+                    ++it;
+                    continue;
+                }
+                bytes_ -= it->second.body->size();
+                it = entries_.erase(it);
+            }
+            if (bytes_ + r.body.size() > max_bytes_) {
+                entries_.clear();
+                bytes_ = 0;
+            }
+        }
+        bytes_ += r.body.size();
         entries_[key] = Entry{generation, r.content_type, std::make_shared<const std::string>(r.body)};
     }
 
@@ -51,10 +65,10 @@ private:
         std::string content_type;
         std::shared_ptr<const std::string> body;
     };
-    const std::size_t max_entries_;
-    const std::size_t max_body_;
+    const std::size_t max_bytes_;
     mutable std::shared_mutex mu_;
     std::unordered_map<std::string, Entry> entries_;
+    std::size_t bytes_ = 0;
 };
 
 }  // namespace snapvirt::api

@@ -220,13 +220,16 @@ auto Catalog::read(F&& fn) {
             idle_readers_.pop_back();
         }
     }
-    if (!db) db = std::make_unique<sql::Database>(path_.string(), true);
+    if (!db) {
+        db = std::make_unique<sql::Database>(path_.string(), true);
+        db->exec("PRAGMA cache_size = -1024");  // 1 MiB a reader: the hot pages are few
+    }
     struct Return {
         Catalog* self;
         std::unique_ptr<sql::Database>& db;
         ~Return() {
             std::lock_guard lock(self->readers_mu_);
-            if (self->idle_readers_.size() < 16) self->idle_readers_.push_back(std::move(db));
+            if (self->idle_readers_.size() < 8) self->idle_readers_.push_back(std::move(db));
         }
     } give_back{this, db};
     return fn(*db);

@@ -237,6 +237,7 @@ api::Job Engine::get_job(const std::string& id) {
 
 api::Readiness Engine::readiness() {
     if (!hv_.connected()) return {false, "libvirt is unreachable: " + hv_.status() + "."};
+    if (!reconciled_once_) return {false, "The catalog is being reconciled with libvirt for the first time."};
     return {true, ""};
 }
 
@@ -255,16 +256,26 @@ std::uint64_t Engine::generation() {
 
 api::Scope Engine::authenticate(const std::string& token) {
     std::lock_guard lock(tokens_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (tokens_version_ < 0 || now - tokens_checked_ > std::chrono::milliseconds(500)) {
+    // Tokens change from another process (`snapvirtd token ...`): the database's data_version
+    // says when. Checked every half second, and at once (at most every 50 ms) for a token not
+    // known yet, so a new token works right away and a revoked one stops within 0.5 s.
+    auto refresh = [&](std::chrono::milliseconds max_age) {
+        const auto now = std::chrono::steady_clock::now();
+        if (tokens_version_ >= 0 && now - tokens_checked_ < max_age) return;
         const auto version = catalog_.data_version();
         if (version != tokens_version_) {
             token_hashes_ = catalog_.token_hashes();
             tokens_version_ = version;
         }
         tokens_checked_ = now;
+    };
+    refresh(std::chrono::milliseconds(500));
+    api::Scope scope = match_token(token, token_hashes_);
+    if (scope == api::Scope::none) {
+        refresh(std::chrono::milliseconds(50));
+        scope = match_token(token, token_hashes_);
     }
-    return match_token(token, token_hashes_);
+    return scope;
 }
 
 // ---- mutations ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 #include <grp.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -257,6 +258,8 @@ std::filesystem::path state_dir_for(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A daemon with a few busy threads does not need glibc's arena per thread (RSS).
+    mallopt(M_ARENA_MAX, 2);
     CLI::App app{"snapvirtd — host-side VM snapshot engine for libvirt.\n"
                  "Serves the snapvirt HTTP API; see /openapi.json and the README."};
     app.set_version_flag("--version", std::string("snapvirtd ") + SNAPVIRT_VERSION);
@@ -277,6 +280,8 @@ int main(int argc, char** argv) {
     auto* list = token->add_subcommand("list", "List tokens (names and scopes, never the secrets)");
     auto* revoke = token->add_subcommand("revoke", "Revoke a token by name");
     revoke->add_option("name", name, "The token's name")->required();
+    // --state-dir and --config may also follow the subcommand: `token create ... --state-dir DIR`.
+    for (auto* sub : {token, create, list, revoke}) sub->fallthrough();
 
     try {
         app.parse(argc, argv);
