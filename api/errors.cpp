@@ -29,6 +29,7 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::unsupported_firmware: return "unsupported_firmware";
         case ErrorCode::too_many_connections: return "too_many_connections";
         case ErrorCode::hypervisor_unavailable: return "hypervisor_unavailable";
+        case ErrorCode::hypervisor_error: return "hypervisor_error";
         case ErrorCode::internal: return "internal";
     }
     return "internal";
@@ -61,6 +62,7 @@ int http_status(ErrorCode code) {
         case ErrorCode::unsupported_firmware: return 422;
         case ErrorCode::too_many_connections:
         case ErrorCode::hypervisor_unavailable: return 503;
+        case ErrorCode::hypervisor_error: return 502;
         case ErrorCode::internal: return 500;
     }
     return 500;

@@ -34,6 +34,7 @@ enum class ErrorCode {
     unsupported_firmware,
     too_many_connections,
     hypervisor_unavailable,
+    hypervisor_error,
     internal,
 };
 

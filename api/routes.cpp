@@ -5,6 +5,8 @@
 
 #include <openssl/evp.h>
 
+#include <charconv>
+
 namespace snapvirt::api {
 
 namespace {
@@ -133,7 +135,7 @@ Response accepted_job(const Job& job) {
 }  // namespace
 
 std::string request_fingerprint(const Request& req) {
-    std::string canonical = req.method + " " + req.path + "\n";
+    std::string canonical = req.method + " " + req.target + "\n";
     try {
         canonical += req.body.empty() ? "{}" : nlohmann::json::parse(req.body).dump();
     } catch (const nlohmann::json::exception&) {
@@ -214,12 +216,12 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         const auto request = read_edit(req);
         return object_response(b->edit_snapshot(req.params[0], request));
     });
-    router.add("DELETE", "/v1/snapshots/{id}", Scope::write, Exec::io, [b](Request& req) {
+    router.add("DELETE", "/v1/snapshots/{id}", Scope::write, Exec::blocking, [b](Request& req) {
         check_query(req, {"children"});
         no_body(req);
         return accepted_job(b->delete_snapshot(req.params[0], query_bool(req, "children").value_or(false)));
     });
-    router.add("POST", "/v1/snapshots/{id}/revert", Scope::write, Exec::io, [b](Request& req) {
+    router.add("POST", "/v1/snapshots/{id}/revert", Scope::write, Exec::blocking, [b](Request& req) {
         check_query(req, {});
         const auto request = read_revert(req);
         return accepted_job(b->revert_snapshot(req.params[0], request));
@@ -246,7 +248,8 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
     });
     router.add("POST", "/v1/jobs/{id}/cancel", Scope::write, Exec::io, [b](Request& req) {
         check_query(req, {});
-        parse_json_body(req, true);
+        const auto body = parse_json_body(req, true);
+        FieldReader none(body, {});  // the body is optional and has no fields
         Job job = b->cancel_job(req.params[0]);
         return object_response(job, 202);
     });
@@ -259,12 +262,14 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         const std::string* last = req.header("last-event-id");
         std::optional<std::int64_t> from_query = query_int(req, "last_event_id", 0, INT64_MAX);
         if (last && !last->empty()) {
-            try {
-                s.last_event_id = std::stoull(*last);
-            } catch (const std::exception&) {
-                throw ApiError(ErrorCode::invalid_request, "The Last-Event-ID header must be an event id.",
+            std::uint64_t id = 0;
+            const char* end = last->data() + last->size();
+            auto [p, ec] = std::from_chars(last->data(), end, id);
+            if (ec != std::errc() || p != end)
+                throw ApiError(ErrorCode::invalid_request,
+                               "The Last-Event-ID header must be an event id (a decimal number).",
                                {{"field", "Last-Event-ID"}});
-            }
+            s.last_event_id = id;
         } else if (from_query) {
             s.last_event_id = static_cast<std::uint64_t>(*from_query);
         }

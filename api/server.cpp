@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace snapvirt::api {
@@ -368,6 +369,10 @@ private:
                                                            std::to_string(opts_.max_header_bytes) + " bytes."));
                 } else if (ec == http::error::body_limit) {
                     co_await answer_and_close(stream, bare, info, body_too_large());
+                } else if (ec == beast::error::timeout && parser.got_some()) {
+                    // Began a request and stalled (slowloris): say so, then close. An idle
+                    // keep-alive connection that sent nothing is closed without an answer.
+                    co_await answer_and_close(stream, bare, info, request_timeout());
                 } else if (!quiet_error(ec) && buffer.size() > 0) {
                     co_await answer_and_close(stream, bare, info,
                                               ApiError(ErrorCode::invalid_request,
@@ -390,6 +395,7 @@ private:
             co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
             if (ec) {
                 if (ec == http::error::body_limit) co_await answer_and_close(stream, bare, info, body_too_large());
+                if (ec == beast::error::timeout) co_await answer_and_close(stream, bare, info, request_timeout());
                 co_return;
             }
 
@@ -413,6 +419,10 @@ private:
             access_log(req, info, status, bytes, started);
             if (ec || !keep) co_return;
         }
+    }
+
+    ApiError request_timeout() const {
+        return ApiError(ErrorCode::request_timeout, "The request was not sent in full within the deadline.");
     }
 
     ApiError body_too_large() const {
@@ -490,7 +500,14 @@ private:
             req.params = std::move(m.params);
             authorize(req, route, info);
 
-            std::optional<std::string> idem_key;
+            std::optional<std::string> idem_key;  // claimed: released when this scope ends
+            struct KeyClaim {
+                Impl* self;
+                const std::optional<std::string>& key;
+                ~KeyClaim() {
+                    if (key) self->release_idempotency_key(*key);
+                }
+            } claim{this, idem_key};
             std::string fingerprint;
             if (req.method == "POST") {
                 if (const std::string* key = req.header("idempotency-key")) {
@@ -498,6 +515,10 @@ private:
                         throw ApiError(ErrorCode::invalid_request,
                                        "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
                                        {{"field", "Idempotency-Key"}});
+                    if (!claim_idempotency_key(*key))
+                        throw ApiError(ErrorCode::idempotency_conflict,
+                                       "A request with the Idempotency-Key '" + *key +
+                                           "' is still being answered; retry when it has finished.");
                     idem_key = *key;
                     fingerprint = request_fingerprint(req);
                     if (auto stored = backend_.find_idempotent(*key)) {
@@ -541,6 +562,16 @@ private:
             co_return error_response(ApiError(ErrorCode::internal, "An internal error occurred (request " +
                                                                        req.request_id + "); the daemon's log has the details."));
         }
+    }
+
+    // One request per Idempotency-Key at a time: a concurrent retry must not run it twice.
+    bool claim_idempotency_key(const std::string& key) {
+        std::lock_guard lock(idem_mu_);
+        return idem_inflight_.insert(key).second;
+    }
+    void release_idempotency_key(const std::string& key) {
+        std::lock_guard lock(idem_mu_);
+        idem_inflight_.erase(key);
     }
 
     // Waits until the handler stops asking to wait (an event about its key arrived and the
@@ -672,6 +703,8 @@ private:
     std::vector<std::string> bound_;
     std::vector<std::thread> threads_;
     ResponseCache cache_;
+    std::mutex idem_mu_;
+    std::set<std::string> idem_inflight_;
     std::atomic<std::size_t> connections_{0};
     std::atomic<bool> stopping_{false};
     std::atomic<bool> stopped_{false};

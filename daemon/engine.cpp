@@ -39,6 +39,29 @@ std::string default_snapshot_name(const std::string& instance_name) {
     return base + "-" + stamp;
 }
 
+// A libvirt failure as the API reports it: unreachable is 503, a missing domain or snapshot
+// 404, anything else libvirt refused 502 with libvirt's own words. Never a 500: that is for bugs.
+[[noreturn]] void raise(const hv::Error& e) {
+    switch (e.kind()) {
+        case hv::Error::Kind::unavailable:
+            throw ApiError(ErrorCode::hypervisor_unavailable, std::string("libvirt is unreachable: ") + e.what());
+        case hv::Error::Kind::domain_not_found: throw ApiError(ErrorCode::instance_not_found, e.what());
+        case hv::Error::Kind::snapshot_not_found: throw ApiError(ErrorCode::snapshot_not_found, e.what());
+        default:
+            throw ApiError(ErrorCode::hypervisor_error, std::string("libvirt refused: ") + e.what(),
+                           {{"libvirt_code", e.code()}});
+    }
+}
+
+template <class F>
+auto translating_hv_errors(F&& fn) {
+    try {
+        return fn();
+    } catch (const hv::Error& e) {
+        raise(e);
+    }
+}
+
 }  // namespace
 
 std::map<std::string, int> parse_test_delays(const char* spec) {
@@ -114,6 +137,11 @@ void Engine::stop(std::chrono::seconds grace) {
 void Engine::require_connected() const {
     if (!hv_.connected())
         throw ApiError(ErrorCode::hypervisor_unavailable, "libvirt is unreachable: " + hv_.status() + ".");
+}
+
+void Engine::wait_for_edit(std::unique_lock<std::mutex>& lock, const std::string& uuid) {
+    // An edit is one metadata redefine (milliseconds): wait for it rather than refuse.
+    edit_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return !editing_.count(uuid); });
 }
 
 std::string Engine::busy_job_locked(const std::string& uuid) const {
@@ -193,7 +221,7 @@ std::vector<api::Instance> Engine::list_instances() {
 }
 
 api::Instance Engine::get_instance(const std::string& name_or_uuid) {
-    const std::string uuid = resolve_instance_uuid(name_or_uuid, true);
+    const std::string uuid = translating_hv_errors([&] { return resolve_instance_uuid(name_or_uuid, true); });
     auto i = instance_view(uuid);
     if (!i) throw ApiError(ErrorCode::instance_not_found, "There is no instance " + in_quotes(name_or_uuid) + ".");
     return *i;
@@ -306,19 +334,17 @@ api::Job Engine::submit_locked(const std::string& kind, const std::string& uuid,
 
 api::CreateSnapshotResult Engine::create_snapshot(const std::string& instance,
                                                   const api::CreateSnapshotRequest& request) {
+    return translating_hv_errors([&] { return submit_create(instance, request); });
+}
+
+api::CreateSnapshotResult Engine::submit_create(const std::string& instance, const api::CreateSnapshotRequest& request) {
     require_connected();
     // Refuse a busy instance before touching libvirt, which would wait on its job lock.
     if (auto known = catalog_.find_instance(instance)) {
         std::lock_guard lock(mu_);
-        if (busy_.count(known->uuid) || editing_.count(known->uuid)) throw_busy(known->uuid, known->name);
+        if (busy_.count(known->uuid)) throw_busy(known->uuid, known->name);
     }
-    std::optional<hv::DomainInfo> dom;
-    try {
-        dom = hv_.find_domain(instance);
-    } catch (const hv::Error& e) {
-        if (e.kind() == hv::Error::Kind::unavailable) require_connected();
-        throw;
-    }
+    const std::optional<hv::DomainInfo> dom = hv_.find_domain(instance);
     if (!dom) throw ApiError(ErrorCode::instance_not_found, "There is no instance " + in_quotes(instance) + ".",
                              {{"instance", instance}});
     upsert_domain(*dom);
@@ -343,8 +369,9 @@ api::CreateSnapshotResult Engine::create_snapshot(const std::string& instance,
                            {{"disk", d.target}, {"format", d.format}, {"source", d.source}});
     }
 
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
+    wait_for_edit(lock, dom->uuid);
     if (busy_.count(dom->uuid) || editing_.count(dom->uuid)) throw_busy(dom->uuid, dom->name);
     if (opts_.max_snapshots_per_instance > 0) {
         const auto count = catalog_.count_snapshots(dom->uuid);
@@ -382,6 +409,8 @@ api::CreateSnapshotResult Engine::create_snapshot(const std::string& instance,
     snap.description = request.description;
     snap.mode = request.mode;
     snap.state = "creating";
+    // libvirt makes a new snapshot the child of the current one; reconciliation confirms it.
+    if (auto inst = catalog_.instance(dom->uuid)) snap.parent_id = inst->current_snapshot_id;
     snap.created_at = now_ms();
     snap.origin = "api";
 
@@ -412,7 +441,8 @@ api::Snapshot Engine::edit_snapshot(const std::string& id, const api::EditSnapsh
     api::Snapshot snap = get_snapshot(id);
     const std::string uuid = snap.instance.uuid;
     {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
+        wait_for_edit(lock, uuid);
         if (busy_.count(uuid) || editing_.count(uuid)) throw_busy(uuid, snap.instance.name);
         if (snap.state == "creating" || snap.state == "reverting" || snap.state == "deleting")
             throw ApiError(ErrorCode::snapshot_not_ready,
@@ -423,8 +453,11 @@ api::Snapshot Engine::edit_snapshot(const std::string& id, const api::EditSnapsh
         Engine* e;
         std::string uuid;
         ~Done() {
-            std::lock_guard lock(e->mu_);
-            e->editing_.erase(uuid);
+            {
+                std::lock_guard lock(e->mu_);
+                e->editing_.erase(uuid);
+            }
+            e->edit_cv_.notify_all();
         }
     } done{this, uuid};
 
@@ -444,9 +477,8 @@ api::Snapshot Engine::edit_snapshot(const std::string& id, const api::EditSnapsh
         try {
             hv_.set_snapshot_metadata(uuid, snap.name, edited.description, edited.display_name);
         } catch (const hv::Error& e) {
-            if (e.kind() == hv::Error::Kind::unavailable) require_connected();
             if (e.kind() != hv::Error::Kind::snapshot_not_found && e.kind() != hv::Error::Kind::domain_not_found)
-                throw ApiError(ErrorCode::internal, std::string("libvirt refused the change: ") + e.what());
+                raise(e);
             edited.state = "missing";  // gone behind our back; the catalog keeps the edit
         }
     }
@@ -466,8 +498,9 @@ api::Snapshot Engine::edit_snapshot(const std::string& id, const api::EditSnapsh
 
 api::Job Engine::revert_snapshot(const std::string& id, const api::RevertRequest& request) {
     api::Snapshot snap = get_snapshot(id);
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
+    wait_for_edit(lock, snap.instance.uuid);
     if (busy_.count(snap.instance.uuid) || editing_.count(snap.instance.uuid))
         throw_busy(snap.instance.uuid, snap.instance.name);
     snap = get_snapshot(id);
@@ -492,8 +525,9 @@ api::Job Engine::revert_snapshot(const std::string& id, const api::RevertRequest
 
 api::Job Engine::delete_snapshot(const std::string& id, bool children) {
     api::Snapshot snap = get_snapshot(id);
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
+    wait_for_edit(lock, snap.instance.uuid);
     if (busy_.count(snap.instance.uuid) || editing_.count(snap.instance.uuid))
         throw_busy(snap.instance.uuid, snap.instance.name);
     snap = get_snapshot(id);
@@ -590,8 +624,22 @@ api::Job Engine::cancel_job(const std::string& id) {
 
 // ---- events ------------------------------------------------------------------------------------
 
+void Engine::report_status() {
+    if (!opts_.status) return;
+    std::size_t running = 0, queued = 0;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, a] : active_) (a->started ? running : queued) += 1;
+    }
+    std::string line = hv_.connected() ? "Serving the API; libvirt connected"
+                                       : "Serving the API from the catalog; libvirt unreachable, retrying";
+    line += "; " + std::to_string(running) + " job(s) running, " + std::to_string(queued) + " queued";
+    opts_.status(line);
+}
+
 void Engine::on_connection_changed(bool connected, const std::string& reason) {
     view_changes_.fetch_add(1, std::memory_order_acq_rel);  // instances turn stale or fresh
+    report_status();
     if (connected) {
         spdlog::info("libvirt is reachable again; recovering and reconciling.");
         enqueue({Task::Kind::recover, ""});
@@ -621,10 +669,12 @@ void Engine::watch_pauses(const std::string& uuid) {
 
 std::optional<std::uint64_t> Engine::paused_ms(const std::string& uuid, std::chrono::milliseconds wait) {
     std::unique_lock lock(pause_mu_);
-    pause_cv_.wait_for(lock, wait, [&] {
-        const auto& r = pauses_[uuid];
-        return r.suspended && r.resumed;
-    });
+    // Events travel through libvirt's event loop and arrive around the time the save returns.
+    // Without a SUSPENDED event soon, none is coming (a driver without them, a lost event).
+    const auto start = std::chrono::steady_clock::now();
+    pause_cv_.wait_for(lock, std::min(wait, std::chrono::milliseconds(500)), [&] { return pauses_[uuid].suspended.has_value(); });
+    if (pauses_[uuid].suspended)
+        pause_cv_.wait_until(lock, start + wait, [&] { return pauses_[uuid].resumed.has_value(); });
     const PauseRecord r = pauses_[uuid];
     pauses_.erase(uuid);
     if (!r.suspended || !r.resumed) return std::nullopt;
@@ -749,6 +799,7 @@ void Engine::reconcile_instance(const std::string& uuid) {
 }
 
 void Engine::sync_instance(const std::string& uuid, const hv::DomainInfo* described) {
+    spdlog::debug("Reconciling instance {}.", uuid);
     auto dom = described ? std::optional<hv::DomainInfo>(*described) : hv_.find_domain(uuid);
     if (!dom) {
         catalog_.set_instance_present(uuid, false);
@@ -839,6 +890,8 @@ void Engine::sync_instance(const std::string& uuid, const hv::DomainInfo* descri
     }
     for (const auto& s : created) sink_.snapshot_created(s);
     for (const auto& u : updated) sink_.snapshot_updated(u);
+    spdlog::debug("Instance '{}': {} snapshot(s) imported, {} updated from libvirt.", dom->name, created.size(),
+                  updated.size());
 }
 
 void Engine::forget_old() {

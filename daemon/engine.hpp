@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,9 @@ struct EngineOptions {
     // Test-only pauses at named points of a job ("saving", "saving.after", ...), from the
     // environment variable SNAPVIRT_TEST_DELAYS="point=ms,point=ms".
     std::map<std::string, int> test_delays;
+    // Called with a one-line summary when the connection or the running jobs change (the
+    // daemon passes it to systemd as STATUS=).
+    std::function<void(const std::string&)> status;
 };
 
 std::map<std::string, int> parse_test_delays(const char* spec);
@@ -53,6 +57,8 @@ public:
     void stop(std::chrono::seconds grace);
     // Appends the engine's Prometheus metric families.
     void collect_metrics(std::string& out);
+    // Sends the one-line status summary to options.status.
+    void report_status();
     // Asks for a reconciliation of every instance now (tests, SIGHUP).
     void request_reconcile();
     // True once the first reconciliation after start-up finished.
@@ -103,6 +109,8 @@ private:
 
     class JobRun;  // one job's execution (engine_jobs.cpp)
 
+    api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
+
     // Resolution and views.
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
     api::Instance decorate(api::Instance i);
@@ -111,6 +119,7 @@ private:
     void require_connected() const;
     [[noreturn]] void throw_busy(const std::string& uuid, const std::string& instance_name);
     std::string busy_job_locked(const std::string& uuid) const;
+    void wait_for_edit(std::unique_lock<std::mutex>& lock, const std::string& uuid);
     InstanceRow upsert_domain(const hv::DomainInfo& d);
 
     // Jobs.
@@ -118,7 +127,8 @@ private:
                            const std::optional<std::string>& snapshot_id, const std::string& params);
     void worker_loop();
     void run_job(const std::shared_ptr<ActiveJob>& active);
-    void release(const std::shared_ptr<ActiveJob>& active);
+    // Frees the job's instance, then runs `then` (e.g. publishing the job's end).
+    void release(const std::shared_ptr<ActiveJob>& active, const std::function<void()>& then = {});
     void test_delay(const std::string& point) const;
 
     // Maintenance.
@@ -148,6 +158,7 @@ private:
     std::map<std::string, std::shared_ptr<ActiveJob>> busy_;      // instance uuid -> job
     std::map<std::string, std::shared_ptr<ActiveJob>> active_;    // job id -> job
     std::set<std::string> editing_;                               // instances with an edit in flight
+    std::condition_variable edit_cv_;                             // an edit ended
     std::deque<std::shared_ptr<ActiveJob>> queue_;
     std::condition_variable queue_cv_;
     std::condition_variable idle_cv_;

@@ -69,6 +69,7 @@ public:
         job_.progress = {"starting", std::nullopt};
         save_job();
         spdlog::info("job={} {} on instance {} started.", job_.id, job_.kind, in_quotes(job_.instance.name));
+        e_.report_status();
         try {
             if (job_.kind == "create")
                 create();
@@ -105,12 +106,14 @@ private:
 
     void phase(const std::string& p) {
         job_.progress = {p, std::nullopt};
+        spdlog::debug("job={} phase {}", job_.id, p);
         save_job();
         e_.test_delay(p);
     }
 
     void intent(json step) {
         intent_ = std::move(step);
+        spdlog::debug("job={} intent {}", job_.id, intent_.dump());
         e_.catalog_.set_job_intent(job_.id, intent_.dump());
     }
 
@@ -181,7 +184,6 @@ private:
         job_.finished_at = now_ms();
         job_.progress.phase = state;
         job_.progress.percent = state == "succeeded" ? std::optional<int>(100) : std::nullopt;
-        save_job();
         {
             std::lock_guard lock(e_.metrics_mu_);
             ++e_.outcomes_[job_.kind + "/" + state];
@@ -198,7 +200,10 @@ private:
                          job_.error->message);
         else
             spdlog::info("job={} {} on instance {} {}.", job_.id, job_.kind, in_quotes(job_.instance.name), state);
-        e_.release(active_);
+        // The instance is free before anyone can see the job ended: a client that reacts to
+        // the end at once must not be refused as busy with this very job.
+        e_.release(active_, [this] { save_job(); });
+        e_.report_status();
     }
 
     // ---- create ------------------------------------------------------------------------------
@@ -244,7 +249,9 @@ private:
             create_stopped(snap, spec, before);
         }
 
-        if (spec.display_name != spec.name) {
+        {
+            // Always written, so the snapshot never shows a display name inherited from the
+            // domain's definition (which a revert may have copied from an older snapshot).
             phase("finishing");
             try {
                 e_.hv_.set_snapshot_metadata(uuid_, spec.name, spec.description, spec.display_name);
@@ -380,6 +387,12 @@ private:
         phase("reverting");
         lane().revert_snapshot(uuid_, snap.name, spec);
         e_.test_delay("reverting.after");
+        try {
+            e_.hv_.clear_domain_metadata(uuid_);
+        } catch (const hv::Error& err) {
+            if (err.kind() == hv::Error::Kind::unavailable) throw;
+            spdlog::debug("job={} kept the domain's snapvirt metadata: {}", job_.id, err.what());
+        }
         if (start == "stopped" && domain().state != hv::DomainState::shutoff) {
             phase("stopping");
             e_.hv_.destroy(uuid_);
@@ -517,7 +530,7 @@ void Engine::run_job(const std::shared_ptr<ActiveJob>& active) {
     JobRun(*this, active, std::move(*rec)).run();
 }
 
-void Engine::release(const std::shared_ptr<ActiveJob>& active) {
+void Engine::release(const std::shared_ptr<ActiveJob>& active, const std::function<void()>& then) {
     {
         std::lock_guard lock(mu_);
         auto it = busy_.find(active->instance_uuid);
@@ -526,6 +539,7 @@ void Engine::release(const std::shared_ptr<ActiveJob>& active) {
         view_changes_.fetch_add(1, std::memory_order_acq_rel);
     }
     idle_cv_.notify_all();
+    if (then) then();
     publish_instance(active->instance_uuid);
 }
 
@@ -595,7 +609,8 @@ void Engine::recover_job(JobRecord rec) {
         if (started && dom && !name.empty() && in_libvirt(name)) {
             if (snap) {
                 snap->state = "ready";
-                if (const std::string display = p("display_name", name); display != name) {
+                {
+                    const std::string display = p("display_name", name);
                     try {
                         hv_.set_snapshot_metadata(uuid, name, snap->description, display);
                     } catch (const hv::Error& err) {

@@ -51,6 +51,8 @@ protected:
         if (format_ == LogFormat::json) {
             nlohmann::json j = {{"ts", timestamp(msg)}, {"level", std::string(level.data(), level.size())}, {"msg", text}};
             line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            // journald strips the prefix and keeps the priority; the message stays pure JSON.
+            if (journal_) line = "<" + std::to_string(syslog_priority(msg.level)) + ">" + line;
         } else if (journal_) {
             // The journal stamps time itself.
             line = "<" + std::to_string(syslog_priority(msg.level)) + ">" + text;

@@ -11,6 +11,7 @@
 #include "daemon/catalog.hpp"
 #include "daemon/engine.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/notify.hpp"
 #include "daemon/tokens.hpp"
 #include "hypervisor/hypervisor.hpp"
 
@@ -18,7 +19,6 @@
 #include <grp.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 
 #include <csignal>
 #include <cstdio>
@@ -150,7 +150,8 @@ int run_daemon(const Flags& flags) {
 
     spdlog::info("snapvirtd {} starting; state in {}, libvirt at {}.", SNAPVIRT_VERSION, cfg.state_dir.string(),
                  cfg.libvirt_uri);
-    sd_notify(0, "STATUS=Opening the catalog");
+    daemon::Notifier notifier;
+    notifier.status("Opening the catalog");
     std::unique_ptr<daemon::Catalog> catalog;
     try {
         catalog = std::make_unique<daemon::Catalog>(cfg.state_dir);
@@ -159,7 +160,7 @@ int run_daemon(const Flags& flags) {
     }
     ensure_admin_token(*catalog, cfg);
 
-    sd_notify(0, "STATUS=Connecting to libvirt");
+    notifier.status("Connecting to libvirt");
     hv::LibvirtOptions hv_opts;
     hv_opts.uri = cfg.libvirt_uri;
     auto hypervisor = hv::make_libvirt_hypervisor(hv_opts);
@@ -173,6 +174,7 @@ int run_daemon(const Flags& flags) {
     eopts.reconcile_interval = cfg.reconcile_interval;
     eopts.history_days = cfg.jobs.history_days;
     eopts.test_delays = daemon::parse_test_delays(std::getenv("SNAPVIRT_TEST_DELAYS"));
+    eopts.status = [&notifier](const std::string& line) { notifier.status(line); };
     daemon::Engine engine(eopts, *catalog, *hypervisor, hub);
     engine.start();
     metrics.add_collector([&engine](std::string& out) { engine.collect_metrics(out); });
@@ -198,21 +200,9 @@ int run_daemon(const Flags& flags) {
         die(e.what());
     }
     for (const auto& ep : server.endpoints()) spdlog::info("Listening on {}.", ep);
-    sd_notify(0, "READY=1\nSTATUS=Serving the API");
-
-    // Watchdog pings travel through the I/O loop, so a wedged loop stops them.
-    std::atomic<bool> running{true};
-    std::thread watchdog;
-    uint64_t watchdog_usec = 0;
-    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
-        watchdog = std::thread([&] {
-            const auto period = std::chrono::microseconds(watchdog_usec / 3);
-            while (running) {
-                server.post([] { sd_notify(0, "WATCHDOG=1"); });
-                std::this_thread::sleep_for(period);
-            }
-        });
-    }
+    notifier.send("READY=1");
+    notifier.set_loop([&server](std::function<void()> fn) { server.post(std::move(fn)); });
+    engine.report_status();
 
     for (;;) {
         int sig = 0;
@@ -231,11 +221,11 @@ int run_daemon(const Flags& flags) {
         break;
     }
     spdlog::info("Stopping: no new connections; waiting up to {} s for running jobs.", cfg.jobs.shutdown_grace.count());
-    sd_notify(0, "STOPPING=1\nSTATUS=Waiting for running jobs");
+    notifier.send("STOPPING=1");
+    notifier.status("Stopping: waiting for running jobs");
     server.stop_accepting();
     engine.stop(cfg.jobs.shutdown_grace);
-    running = false;
-    if (watchdog.joinable()) watchdog.join();
+    notifier.stop(std::chrono::milliseconds(500));
     server.stop();
     spdlog::info("Stopped.");
     spdlog::shutdown();

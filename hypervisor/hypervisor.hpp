@@ -76,6 +76,11 @@ public:
     virtual void set_snapshot_metadata(const std::string& domain_uuid, const std::string& snapshot,
                                        const std::string& description, const std::string& display_name) = 0;
 
+    // Removes snapvirt's snapshot metadata from the domain's own definition (live and
+    // persistent). A revert copies the snapshot's definition, metadata included, onto the
+    // domain; left there it would be inherited by the next snapshot made outside snapvirt.
+    virtual void clear_domain_metadata(const std::string& domain_uuid) = 0;
+
     // A connection of its own for one long operation.
     virtual std::unique_ptr<Lane> open_lane() = 0;
 

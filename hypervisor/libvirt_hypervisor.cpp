@@ -401,6 +401,20 @@ public:
         });
     }
 
+    void clear_domain_metadata(const std::string& uuid) override {
+        with_conn([&](virConnectPtr c) {
+            DomainPtr dom = lookup(c, uuid);
+            const bool active = virDomainIsActive(dom.get()) == 1;
+            const bool persistent = virDomainIsPersistent(dom.get()) == 1;
+            unsigned flags = (active ? VIR_DOMAIN_AFFECT_LIVE : 0) | (persistent ? VIR_DOMAIN_AFFECT_CONFIG : 0);
+            if (flags == 0) flags = VIR_DOMAIN_AFFECT_CURRENT;
+            if (virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, nullptr, nullptr, xml::metadata_ns,
+                                     flags) < 0)
+                throw Error::from_last("Clearing snapvirt's metadata from domain '" + uuid + "' failed");
+            return 0;
+        });
+    }
+
     std::unique_ptr<Lane> open_lane() override {
         {
             std::lock_guard lock(mu_);
@@ -414,6 +428,7 @@ public:
                 if (c->alive()) return std::make_unique<LibvirtLane>(*this, std::move(c));
             }
         }
+        spdlog::debug("Opening a libvirt connection of its own for a long operation.");
         auto conn = std::make_shared<Connection>(open_connection(opts_));
         return std::make_unique<LibvirtLane>(*this, std::move(conn));
     }
@@ -544,6 +559,7 @@ private:
                 continue;
             }
             if (status_ != error) spdlog::warn("{}; retrying with backoff.", error);
+            spdlog::debug("Next connection attempt to '{}' in {} ms.", opts_.uri, backoff.count());
             status_ = error;
             cv_.wait_for(lock, backoff, [&] { return stopping_; });
             backoff = std::min(backoff * 2, opts_.backoff_max);

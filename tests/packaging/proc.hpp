@@ -1,4 +1,8 @@
 #pragma once
+#include <mutex>
+#include <deque>
+#include <condition_variable>
+#include <atomic>
 // A snapvirtd (or any program) run by hand, for the cases snapvirt::test::Daemon does not cover:
 // a chosen environment (JOURNAL_STREAM, NOTIFY_SOCKET, WATCHDOG_USEC), no --log-level flag, a
 // wrapper such as strace. stdout and stderr go to one file; the process is killed in the
@@ -133,6 +137,9 @@ inline std::string dev_ino(const std::filesystem::path& p) {
 }
 
 // A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+// A stand-in for systemd's notification socket. Like systemd it reads all the time (a thread
+// drains it into a queue), so a sender never finds it full (the kernel holds only
+// net.unix.max_dgram_qlen = 10 datagrams for a reader that does not read).
 class NotifySocket {
 public:
     explicit NotifySocket(std::filesystem::path path) : path_(std::move(path)) {
@@ -142,25 +149,43 @@ public:
         std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path_.c_str());
         if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
             throw std::runtime_error("cannot bind " + path_.string());
+        timeval tv{0, 100 * 1000};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        reader_ = std::thread([this] {
+            char buf[4096];
+            while (!stop_) {
+                const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+                if (n < 0) continue;
+                std::lock_guard lock(mu_);
+                queue_.emplace_back(buf, static_cast<std::size_t>(n));
+                cv_.notify_all();
+            }
+        });
     }
     ~NotifySocket() {
+        stop_ = true;
+        reader_.join();
         ::close(fd_);
         ::unlink(path_.c_str());
     }
     const std::filesystem::path& path() const { return path_; }
     // The next message, or nullopt after `timeout`.
     std::optional<std::string> next(std::chrono::milliseconds timeout) {
-        timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        char buf[4096];
-        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-        if (n < 0) return std::nullopt;
-        return std::string(buf, static_cast<std::size_t>(n));
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
+        std::string m = std::move(queue_.front());
+        queue_.pop_front();
+        return m;
     }
 
 private:
     std::filesystem::path path_;
     int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::string> queue_;
+    std::thread reader_;
 };
 
 }  // namespace snapvirt::test
