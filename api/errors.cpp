@@ -14,7 +14,6 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::job_not_found: return "job_not_found";
         case ErrorCode::not_found: return "not_found";
         case ErrorCode::method_not_allowed: return "method_not_allowed";
-        case ErrorCode::request_timeout: return "request_timeout";
         case ErrorCode::body_too_large: return "body_too_large";
         case ErrorCode::unsupported_media_type: return "unsupported_media_type";
         case ErrorCode::header_too_large: return "header_too_large";
@@ -47,7 +46,6 @@ int http_status(ErrorCode code) {
         case ErrorCode::job_not_found:
         case ErrorCode::not_found: return 404;
         case ErrorCode::method_not_allowed: return 405;
-        case ErrorCode::request_timeout: return 408;
         case ErrorCode::body_too_large: return 413;
         case ErrorCode::unsupported_media_type: return 415;
         case ErrorCode::header_too_large: return 431;

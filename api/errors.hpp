@@ -19,7 +19,6 @@ enum class ErrorCode {
     job_not_found,
     not_found,
     method_not_allowed,
-    request_timeout,
     body_too_large,
     unsupported_media_type,
     header_too_large,

@@ -369,10 +369,6 @@ private:
                                                            std::to_string(opts_.max_header_bytes) + " bytes."));
                 } else if (ec == http::error::body_limit) {
                     co_await answer_and_close(stream, bare, info, body_too_large());
-                } else if (ec == beast::error::timeout && parser.got_some()) {
-                    // Began a request and stalled (slowloris): say so, then close. An idle
-                    // keep-alive connection that sent nothing is closed without an answer.
-                    co_await answer_and_close(stream, bare, info, request_timeout());
                 } else if (!quiet_error(ec) && buffer.size() > 0) {
                     co_await answer_and_close(stream, bare, info,
                                               ApiError(ErrorCode::invalid_request,
@@ -395,7 +391,6 @@ private:
             co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
             if (ec) {
                 if (ec == http::error::body_limit) co_await answer_and_close(stream, bare, info, body_too_large());
-                if (ec == beast::error::timeout) co_await answer_and_close(stream, bare, info, request_timeout());
                 co_return;
             }
 
@@ -419,10 +414,6 @@ private:
             access_log(req, info, status, bytes, started);
             if (ec || !keep) co_return;
         }
-    }
-
-    ApiError request_timeout() const {
-        return ApiError(ErrorCode::request_timeout, "The request was not sent in full within the deadline.");
     }
 
     ApiError body_too_large() const {

@@ -435,3 +435,30 @@ TEST_CASE("Cacheable reads are reused only while the generation stays the same",
     CHECK(backend.lists == 3);
     server.stop();
 }
+
+TEST_CASE("A request stalled in its headers is disconnected at the header deadline", "[server][limits]") {
+    ServerOptions o;
+    o.header_timeout = 1s;
+    Fixture f(o);
+    client::Connection partial(f.url);
+    partial.send_raw("GET /v1/instances HTTP/1.1\r\nHost: x\r\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(partial.read_raw(5s).empty());  // closed, not answered
+    CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+}
+
+TEST_CASE("Two requests with one Idempotency-Key at once: one runs, the other is told to retry", "[server]") {
+    Fixture f;
+    std::atomic<int> conflicts{0}, accepted{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 8; ++i)
+        clients.emplace_back([&] {
+            auto r = f.as().post("/v1/instances/web1/snapshots", {{"mode", "memory"}}, {{"Idempotency-Key", "race"}});
+            if (r.status == 202) ++accepted;
+            if (r.status == 409) ++conflicts;
+        });
+    for (auto& t : clients) t.join();
+    // Every answer is either the one job (first or replayed) or "still being answered".
+    CHECK(accepted + conflicts == 8);
+    CHECK(f.backend.creates == 1);
+}

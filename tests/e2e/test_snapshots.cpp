@@ -461,3 +461,20 @@ TEST_CASE("The global snapshot list filters and pages with a stable cursor", "[e
     CHECK(c.get("/v1/snapshots?state=bogus").status == 400);
     CHECK(c.get("/v1/snapshots?cursor=nonsense").status == 400);
 }
+
+TEST_CASE("A snapshot taken after a revert does not inherit the reverted snapshot's display name", "[e2e][edit]") {
+    TestGuest g({.tag = "inherit"});
+    g.wait_booted();
+    Daemon d;
+    auto c = d.client();
+    auto alpha = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "alpha"}, {"display_name", "Alpha"}});
+    REQUIRE(alpha.job["state"] == "succeeded");
+    REQUIRE(run_job(c, c.post("/v1/snapshots/" + alpha.snapshot["id"].get<std::string>() + "/revert", json::object()))["state"] ==
+            "succeeded");
+    REQUIRE(c.patch("/v1/snapshots/" + alpha.snapshot["id"].get<std::string>(), {{"display_name", "Alpha2"}}).status == 200);
+    auto bravo = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "bravo"}});
+    REQUIRE(bravo.job["state"] == "succeeded");
+    CHECK(bravo.snapshot["display_name"] == "bravo");
+    // And libvirt agrees, so a catalog rebuilt from libvirt would too.
+    CHECK(xml_text(g.snapshot_xml("bravo"), "/domainsnapshot/domain/metadata/sv:snapshot/sv:display-name") == "bravo");
+}
