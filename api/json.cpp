@@ -76,13 +76,13 @@ struct Fields {
     }
     Fields& ref(std::string_view k, const InstanceRef& r) {
         key(k);
-        Fields(out).str("uuid", r.uuid).str("name", r.name).end();
+        Fields{out}.str("uuid", r.uuid).str("name", r.name).end();
         return *this;
     }
     Fields& error(std::string_view k, const std::optional<ErrorInfo>& e) {
         key(k);
         if (e)
-            Fields(out).str("code", e->code).str("message", e->message).end();
+            Fields{out}.str("code", e->code).str("message", e->message).end();
         else
             out += "null";
         return *this;
@@ -156,7 +156,7 @@ void write_json(std::string& out, const Instance& i) {
 }
 
 void write_json(std::string& out, const Snapshot& s) {
-    Fields(out)
+    Fields{out}
         .str("id", s.id)
         .ref("instance", s.instance)
         .str("name", s.name)
@@ -178,7 +178,7 @@ void write_json(std::string& out, const Job& j) {
     Fields f{out};
     f.str("id", j.id).str("kind", j.kind).ref("instance", j.instance).opt_str("snapshot_id", j.snapshot_id).str("state", j.state);
     f.key("progress");
-    Fields(out).str("phase", j.progress.phase).opt_num("percent", j.progress.percent).end();
+    Fields{out}.str("phase", j.progress.phase).opt_num("percent", j.progress.percent).end();
     f.time("created_at", j.created_at)
         .opt_time("started_at", j.started_at)
         .opt_time("finished_at", j.finished_at)

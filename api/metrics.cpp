@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <set>
 
 namespace snapvirt::api {
 
@@ -52,7 +53,10 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
     out += name + "_count" + braces + " " + std::to_string(count_) + "\n";
 }
 
-void Metrics::observe_request(const std::string& method, const std::string& route, int status, double seconds) {
+void Metrics::observe_request(const std::string& raw_method, const std::string& route, int status, double seconds) {
+    // Label values a client controls are bounded: any method name is accepted by the parser.
+    static const std::set<std::string> methods = {"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"};
+    const std::string method = methods.count(raw_method) ? raw_method : "other";
     std::lock_guard lock(mu_);
     auto& r = routes_[{method, route}];
     ++r.by_status[status];

@@ -137,8 +137,8 @@ Response accepted_job(const Job& job) {
 std::string request_fingerprint(const Request& req) {
     std::string canonical = req.method + " " + req.target + "\n";
     try {
-        canonical += req.body.empty() ? "{}" : nlohmann::json::parse(req.body).dump();
-    } catch (const nlohmann::json::exception&) {
+        canonical += req.body.empty() ? "{}" : parse_json_text(req.body).dump();
+    } catch (const std::exception&) {  // not JSON, too deep: compare the bytes
         canonical += req.body;
     }
     unsigned char digest[EVP_MAX_MD_SIZE];

@@ -197,10 +197,10 @@ private:
         }
         auto acceptor = std::make_shared<unix_proto::acceptor>(ioc_);
         try {
-            const mode_t old = ::umask(0177);  // never world-accessible, not even for a moment
+            // Until the chmod below the socket has the process umask's mode; connect() needs
+            // write permission, which the usual umask (022) gives nobody but the owner.
             acceptor->open();
             acceptor->bind(unix_proto::endpoint(ep.path));
-            ::umask(old);
             acceptor->listen(net::socket_base::max_listen_connections);
         } catch (const boost::system::system_error& e) {
             throw std::runtime_error("Cannot listen on unix:" + ep.path + ": " + e.code().message() + ".");
@@ -268,7 +268,10 @@ private:
             }
             sock.set_option(tcp::no_delay(true), ec);
             if (!admit()) {
-                net::co_spawn(sock.get_executor(), refuse(TcpStream(std::move(sock))), net::detached);
+                if (tls)  // no plaintext answer on a TLS port: just close
+                    sock.close(ec);
+                else
+                    net::co_spawn(sock.get_executor(), refuse(TcpStream(std::move(sock))), net::detached);
                 continue;
             }
             ConnInfo info;
@@ -398,10 +401,14 @@ private:
             Request req = to_request(parser.get(), info);
             std::string route = "unmatched";
             Response res = co_await handle(req, info, route);
+            if (res.event_stream && req.method == "HEAD") {
+                res.event_stream.reset();  // HEAD: the stream's head, no stream
+                res.body.clear();
+            }
             if (res.event_stream) {
                 access_log(req, info, 200, 0, started);
                 metrics_.observe_request(req.method, route, 200, 0);
-                co_await stream_events(stream, req, *res.event_stream);
+                co_await stream_events(stream, req, info, *res.event_stream);
                 co_return;
             }
             const bool keep = parser.get().keep_alive() && !stopping_;
@@ -555,6 +562,34 @@ private:
         }
     }
 
+    // A hub subscription that ends with its scope, also when a coroutine is destroyed unfinished
+    // (the io_context going away).
+    struct Subscription {
+        EventHub& hub;
+        std::shared_ptr<EventHub::Subscriber> s;
+        ~Subscription() { hub.unsubscribe(s); }
+    };
+
+    // The hub's wake-up for a waiting coroutine: cancel its timer on its own executor. The timer
+    // is held weakly: the hub must never keep a timer alive past its coroutine.
+    static std::function<void()> wake(const std::shared_ptr<net::steady_timer>& timer, net::any_io_executor ex) {
+        std::weak_ptr<net::steady_timer> weak = timer;
+        return [weak, ex] {
+            net::post(ex, [weak] {
+                if (auto t = weak.lock()) t->cancel();
+            });
+        };
+    }
+
+    bool still_authorized(const Request& req, const ConnInfo& info) {
+        if (!info.needs_token) return true;
+        const std::string* auth = req.header("authorization");
+        if (!auth || auth->size() < 7) return false;
+        std::string_view token = std::string_view(*auth).substr(7);
+        while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+        return backend_.authenticate(std::string(token)) != Scope::none;
+    }
+
     // One request per Idempotency-Key at a time: a concurrent retry must not run it twice.
     bool claim_idempotency_key(const std::string& key) {
         std::lock_guard lock(idem_mu_);
@@ -571,17 +606,16 @@ private:
         const auto deadline = res.long_poll->deadline;
         auto ex = co_await net::this_coro::executor;
         auto timer = std::make_shared<net::steady_timer>(ex);
-        auto sub = hub_.subscribe([timer, ex] { net::post(ex, [timer] { timer->cancel(); }); }, res.long_poll->key);
+        Subscription sub{hub_, hub_.subscribe(wake(timer, ex), res.long_poll->key)};
         for (;;) {
             res = co_await invoke(route, req);  // again: the job may have ended before we subscribed
             if (!res.long_poll || std::chrono::steady_clock::now() >= deadline || stopping_) break;
-            if (!sub->take().empty()) continue;
+            if (!sub.s->take().empty()) continue;
             timer->expires_at(deadline);
             beast::error_code ec;
             co_await timer->async_wait(net::redirect_error(use_awaitable, ec));
-            sub->take();
+            sub.s->take();
         }
-        hub_.unsubscribe(sub);
         if (res.long_poll) {
             req.wait_done = true;
             res = co_await invoke(route, req);
@@ -590,7 +624,7 @@ private:
     }
 
     template <class Stream>
-    awaitable<void> stream_events(Stream& stream, const Request& req, EventStream es) {
+    awaitable<void> stream_events(Stream& stream, const Request& req, const ConnInfo& info, EventStream es) {
         http::response<http::empty_body> head{http::status::ok, 11};
         head.set(http::field::server, opts_.server_name);
         head.set(http::field::content_type, "text/event-stream; charset=utf-8");
@@ -604,30 +638,34 @@ private:
         auto ex = co_await net::this_coro::executor;
         auto timer = std::make_shared<net::steady_timer>(ex);
         bool missed = false;
-        auto sub = hub_.subscribe([timer, ex] { net::post(ex, [timer] { timer->cancel(); }); }, {},
-                                  es.last_event_id ? es.last_event_id : std::optional<std::uint64_t>(hub_.last_id()),
-                                  &missed);
+        Subscription sub{hub_, hub_.subscribe(wake(timer, ex), {},
+                                              es.last_event_id ? es.last_event_id
+                                                               : std::optional<std::uint64_t>(hub_.last_id()),
+                                              &missed)};
         http::response_serializer<http::empty_body> sr{head};
         beast::error_code ec;
         beast::get_lowest_layer(stream).expires_after(opts_.request_timeout);
         co_await http::async_write_header(stream, sr, net::redirect_error(use_awaitable, ec));
-        if (ec) {
-            hub_.unsubscribe(sub);
-            co_return;
-        }
+        if (ec) co_return;
         std::string text = "retry: 2000\n\n";
         if (missed && es.last_event_id) text += ": events after the given id are no longer available; re-read state\n\n";
         while (!stopping_) {
-            if (sub->overflowed()) {
+            if (sub.s->overflowed()) {
                 spdlog::info("req={} dropped an event-stream consumer that fell behind.", req.request_id);
                 break;
             }
-            for (const auto& e : sub->take())
+            for (const auto& e : sub.s->take())
                 text += "id: " + std::to_string(e->id) + "\nevent: " + e->type + "\ndata: " + e->data + "\n\n";
             if (text.empty()) {
                 timer->expires_after(opts_.heartbeat);
                 co_await timer->async_wait(net::redirect_error(use_awaitable, ec));
-                if (!ec) text = ": heartbeat\n\n";  // expired, not woken by an event
+                if (ec) continue;  // woken by an event
+                // A quiet moment: is the caller's token still valid (revoked tokens end streams)?
+                if (!still_authorized(req, info)) {
+                    spdlog::info("req={} ended an event stream whose token is no longer valid.", req.request_id);
+                    break;
+                }
+                text = ": heartbeat\n\n";
                 continue;
             }
             beast::get_lowest_layer(stream).expires_after(opts_.request_timeout);
@@ -635,7 +673,6 @@ private:
             if (ec) break;
             text.clear();
         }
-        hub_.unsubscribe(sub);
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
         co_await net::async_write(stream, http::make_chunk_last(), net::redirect_error(use_awaitable, ec));
     }

@@ -29,6 +29,17 @@ bool has_control(std::string_view s, bool allow_newlines) {
 
 }  // namespace
 
+nlohmann::json parse_json_text(const std::string& text) {
+    constexpr int max_depth = 64;
+    return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        if (depth > max_depth)
+            throw ApiError(ErrorCode::invalid_request,
+                           "The request body nests deeper than " + std::to_string(max_depth) + " levels.",
+                           {{"field", "body"}});
+        return true;
+    });
+}
+
 nlohmann::json parse_json_body(const Request& req, bool optional) {
     if (req.body.empty()) {
         if (optional) return nlohmann::json::object();
@@ -45,11 +56,15 @@ nlohmann::json parse_json_body(const Request& req, bool optional) {
                        {{"content_type", ct ? *ct : ""}});
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(req.body);
+        j = parse_json_text(req.body);
     } catch (const nlohmann::json::parse_error& e) {
         throw ApiError(ErrorCode::invalid_json, "The request body is not valid JSON (at byte " +
                                                     std::to_string(e.byte) + ").",
                        {{"offset", e.byte}});
+    } catch (const nlohmann::json::exception& e) {
+        // e.g. a number out of range (1e400)
+        throw ApiError(ErrorCode::invalid_json, std::string("The request body is not usable JSON: ") + e.what(),
+                       {{"offset", 0}});
     }
     if (!j.is_object()) throw ApiError(ErrorCode::invalid_request, "The request body must be a JSON object.", {{"field", "body"}});
     return j;

@@ -13,6 +13,10 @@
 
 namespace snapvirt::api {
 
+// Parses JSON text nested at most 64 levels deep (deeper would let a body exhaust the stack
+// of whatever walks the tree). Throws nlohmann's exceptions, or ApiError for the depth.
+nlohmann::json parse_json_text(const std::string& text);
+
 // Parses the body as a JSON object. An empty body gives an empty object when `optional`.
 // 415 for a body that is not application/json, 400 invalid_json with the byte offset.
 nlohmann::json parse_json_body(const Request& req, bool optional);

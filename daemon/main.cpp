@@ -120,13 +120,25 @@ bool has_tcp_listener(const config::Config& cfg) {
 void ensure_admin_token(daemon::Catalog& catalog, const config::Config& cfg) {
     if (!has_tcp_listener(cfg) || !catalog.tokens().empty()) return;
     const auto path = cfg.state_dir / "admin.token";
-    const std::string token = daemon::create_token(catalog, "admin", "write");
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // The file first, then the catalog: a token is never stored that nobody can read. A file
+    // left by an earlier failed start is replaced; a symlink there is not followed.
+    const std::string token = daemon::generate_token();
+    ::unlink(path.c_str());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) die("Cannot write the admin token to '" + path.string() + "': " + std::strerror(errno) + ".");
-    ::fchmod(fd, 0600);
     const std::string line = token + "\n";
-    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) die("Cannot write the admin token.");
+    const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
     ::close(fd);
+    if (!written) {
+        ::unlink(path.c_str());
+        die("Cannot write the admin token to '" + path.string() + "'.");
+    }
+    try {
+        daemon::add_token(catalog, "admin", "write", token);
+    } catch (const std::exception& e) {
+        ::unlink(path.c_str());
+        die(e.what());
+    }
     spdlog::warn("Created a write token named 'admin' for the TCP API; it is in {} (readable by root only).", path.string());
 }
 

@@ -53,13 +53,17 @@ api::Scope match_token(const std::string& token, const std::vector<std::pair<std
     return found;
 }
 
-std::string create_token(Catalog& catalog, const std::string& name, const std::string& scope) {
+void add_token(Catalog& catalog, const std::string& name, const std::string& scope, const std::string& token) {
     if (scope != "read" && scope != "write") throw std::runtime_error("The scope must be 'read' or 'write', not '" + scope + "'.");
     if (name.empty() || name.size() > 64) throw std::runtime_error("A token's name must be 1 to 64 characters.");
     for (const auto& t : catalog.tokens())
         if (t.name == name) throw std::runtime_error("A token named '" + name + "' exists already; revoke it first.");
-    std::string token = generate_token();
     catalog.add_token(name, scope, sha256_hex(token), now_ms());
+}
+
+std::string create_token(Catalog& catalog, const std::string& name, const std::string& scope) {
+    std::string token = generate_token();
+    add_token(catalog, name, scope, token);
     return token;
 }
 

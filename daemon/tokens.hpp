@@ -19,5 +19,7 @@ api::Scope match_token(const std::string& token, const std::vector<std::pair<std
 
 // Creates a token and returns it; throws std::runtime_error (e.g. a name already taken).
 std::string create_token(Catalog& catalog, const std::string& name, const std::string& scope);
+// Stores a token made elsewhere (its hash only).
+void add_token(Catalog& catalog, const std::string& name, const std::string& scope, const std::string& token);
 
 }  // namespace snapvirt::daemon

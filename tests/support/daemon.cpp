@@ -90,15 +90,15 @@ void Daemon::start() {
     }
 
     // The daemon logs "Listening on http://127.0.0.1:PORT." once its listeners are bound.
-    const std::regex listening(R"(Listening on http://127\.0\.0\.1:(\d+)\.)");
+    const std::regex listening(R"(Listening on (https?)://127\.0\.0\.1:(\d+)\.)");
     const auto deadline = std::chrono::steady_clock::now() + 30s;
-    bool bound = !opts_.tcp;
+    bool bound = false;
     while (std::chrono::steady_clock::now() < deadline) {
         if (!running()) throw std::runtime_error("snapvirtd exited during start-up:\n" + log());
         std::smatch m;
         const std::string text = log();
-        if (opts_.tcp && std::regex_search(text, m, listening)) {
-            url_ = client::Url::parse("http://127.0.0.1:" + m[1].str());
+        if (std::regex_search(text, m, listening)) {
+            url_ = client::Url::parse(m[1].str() + "://127.0.0.1:" + m[2].str());
             bound = true;
         }
         if (!opts_.tcp && text.find("Listening on unix:") != std::string::npos) bound = true;
