@@ -156,6 +156,24 @@ std::int64_t parse_cursor(const std::optional<std::string>& cursor) {
     return v;
 }
 
+// Reads up to `limit` rows of a query that asked for limit + 1 rows ordered by seq (column 16)
+// descending; the extra row tells that there is a next page, which starts below the last seq.
+template <class T, class Read>
+api::Page<T> read_page(sql::Query& q, unsigned limit, Read&& read_row) {
+    api::Page<T> page;
+    page.items.reserve(limit);
+    std::int64_t last_seq = 0;
+    while (q.step()) {
+        if (page.items.size() == limit) {
+            page.next_cursor = std::to_string(last_seq);
+            break;
+        }
+        page.items.push_back(read_row(q));
+        last_seq = q.i64(16);
+    }
+    return page;
+}
+
 std::string like_pattern(const std::string& text) {
     std::string out = "%";
     for (char c : text) {
@@ -497,18 +515,7 @@ api::Page<api::Snapshot> Catalog::query_snapshots(const api::SnapshotQuery& quer
         if (query.mode) q.bind(4, *query.mode);
         if (query.q) q.bind(5, like_pattern(*query.q));
         q.bind(6, static_cast<std::int64_t>(query.limit) + 1);
-        api::Page<api::Snapshot> page;
-        page.items.reserve(query.limit);
-        std::int64_t last_seq = 0;
-        while (q.step()) {
-            if (page.items.size() == query.limit) {
-                page.next_cursor = std::to_string(last_seq);
-                break;
-            }
-            page.items.push_back(read_snapshot(q));
-            last_seq = q.i64(16);
-        }
-        return page;
+        return read_page<api::Snapshot>(q, query.limit, [](const sql::Query& row) { return read_snapshot(row); });
     });
 }
 
@@ -617,17 +624,7 @@ api::Page<api::Job> Catalog::query_jobs(const api::JobQuery& query, const std::o
         if (query.kind) q.bind(3, *query.kind);
         if (query.state) q.bind(4, *query.state);
         q.bind(5, static_cast<std::int64_t>(query.limit) + 1);
-        api::Page<api::Job> page;
-        std::int64_t last_seq = 0;
-        while (q.step()) {
-            if (page.items.size() == query.limit) {
-                page.next_cursor = std::to_string(last_seq);
-                break;
-            }
-            page.items.push_back(read_job(q).job);
-            last_seq = q.i64(16);
-        }
-        return page;
+        return read_page<api::Job>(q, query.limit, [](const sql::Query& row) { return read_job(row).job; });
     });
 }
 

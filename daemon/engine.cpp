@@ -144,6 +144,13 @@ void Engine::wait_for_edit(std::unique_lock<std::mutex>& lock, const std::string
     edit_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return !editing_.count(uuid); });
 }
 
+void Engine::check_free_locked(std::unique_lock<std::mutex>& lock, const std::string& uuid,
+                               const std::string& instance_name) {
+    if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
+    wait_for_edit(lock, uuid);
+    if (busy_.count(uuid) || editing_.count(uuid)) throw_busy(uuid, instance_name);
+}
+
 std::string Engine::busy_job_locked(const std::string& uuid) const {
     auto it = busy_.find(uuid);
     return it == busy_.end() ? std::string() : it->second->id;
@@ -370,9 +377,7 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
     }
 
     std::unique_lock lock(mu_);
-    if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
-    wait_for_edit(lock, dom->uuid);
-    if (busy_.count(dom->uuid) || editing_.count(dom->uuid)) throw_busy(dom->uuid, dom->name);
+    check_free_locked(lock, dom->uuid, dom->name);
     if (opts_.max_snapshots_per_instance > 0) {
         const auto count = catalog_.count_snapshots(dom->uuid);
         if (count >= opts_.max_snapshots_per_instance)
@@ -499,10 +504,7 @@ api::Snapshot Engine::edit_snapshot(const std::string& id, const api::EditSnapsh
 api::Job Engine::revert_snapshot(const std::string& id, const api::RevertRequest& request) {
     api::Snapshot snap = get_snapshot(id);
     std::unique_lock lock(mu_);
-    if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
-    wait_for_edit(lock, snap.instance.uuid);
-    if (busy_.count(snap.instance.uuid) || editing_.count(snap.instance.uuid))
-        throw_busy(snap.instance.uuid, snap.instance.name);
+    check_free_locked(lock, snap.instance.uuid, snap.instance.name);
     snap = get_snapshot(id);
     if (snap.state != "ready")
         throw ApiError(ErrorCode::snapshot_not_ready,
@@ -526,10 +528,7 @@ api::Job Engine::revert_snapshot(const std::string& id, const api::RevertRequest
 api::Job Engine::delete_snapshot(const std::string& id, bool children) {
     api::Snapshot snap = get_snapshot(id);
     std::unique_lock lock(mu_);
-    if (!accepting_) throw ApiError(ErrorCode::hypervisor_unavailable, "snapvirtd is shutting down.");
-    wait_for_edit(lock, snap.instance.uuid);
-    if (busy_.count(snap.instance.uuid) || editing_.count(snap.instance.uuid))
-        throw_busy(snap.instance.uuid, snap.instance.name);
+    check_free_locked(lock, snap.instance.uuid, snap.instance.name);
     snap = get_snapshot(id);
     if (snap.state == "creating" || snap.state == "reverting" || snap.state == "deleting")
         throw ApiError(ErrorCode::snapshot_not_ready,

@@ -120,6 +120,9 @@ private:
     [[noreturn]] void throw_busy(const std::string& uuid, const std::string& instance_name);
     std::string busy_job_locked(const std::string& uuid) const;
     void wait_for_edit(std::unique_lock<std::mutex>& lock, const std::string& uuid);
+    // Throws unless a new job may start on the instance now (accepting, no job, no edit).
+    void check_free_locked(std::unique_lock<std::mutex>& lock, const std::string& uuid,
+                           const std::string& instance_name);
     InstanceRow upsert_domain(const hv::DomainInfo& d);
 
     // Jobs.

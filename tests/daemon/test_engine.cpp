@@ -253,7 +253,9 @@ TEST_CASE("Delete re-parents children, delete with children removes the subtree"
 }
 
 TEST_CASE("Revert runs as a job and makes the snapshot current", "[engine]") {
-    Harness h;
+    EngineOptions o;
+    o.test_delays = {{"reverting", 300}};  // long enough to see the snapshot reverting
+    Harness h(o);
     auto a = h.take("web1", "a");
     h.take("web1", "b");
     api::RevertRequest r;
