@@ -83,7 +83,14 @@ std::map<std::string, int> parse_test_delays(const char* spec) {
 Engine::Engine(EngineOptions options, Catalog& catalog, hv::Hypervisor& hypervisor, api::EventSink& sink)
     : opts_(std::move(options)), catalog_(catalog), hv_(hypervisor), sink_(sink) {}
 
-Engine::~Engine() { stop(std::chrono::seconds(0)); }
+Engine::~Engine() {
+    stop(std::chrono::seconds(0));
+    // The threads use every member: wait for them. A worker inside a long libvirt call holds the
+    // destructor up; a process that must not wait exits without destroying the engine (main does).
+    for (auto& t : workers_)
+        if (t.joinable()) t.join();
+    if (maintenance_.joinable()) maintenance_.join();
+}
 
 void Engine::start() {
     // Jobs that a previous process left unfinished keep their instances busy until recovery
@@ -125,11 +132,8 @@ void Engine::stop(std::chrono::seconds grace) {
     }
     tasks_cv_.notify_all();
     hv_.set_listener(nullptr);
-    // Workers still inside a libvirt call are detached: the process is about to exit and
-    // crash recovery finishes their jobs at the next start.
-    for (auto& t : workers_) t.detach();
-    workers_.clear();
-    if (maintenance_.joinable()) maintenance_.detach();
+    // Workers still inside a libvirt call keep running; the destructor joins them. Crash
+    // recovery finishes their jobs at the next start if the process exits first.
 }
 
 // ---- views -------------------------------------------------------------------------------------

@@ -52,8 +52,9 @@ public:
     // Starts the workers and the maintenance thread; unfinished jobs of an earlier run are
     // recovered as soon as libvirt is reachable.
     void start();
-    // Takes no new jobs, waits up to `grace` for running ones, then stops all threads. Jobs
-    // still running after that are left to crash recovery at the next start.
+    // Takes no new jobs, waits up to `grace` for running ones, then tells all threads to stop;
+    // the destructor joins them. A process that exits (without destroying the engine) while a
+    // job still runs leaves that job to crash recovery at the next start.
     void stop(std::chrono::seconds grace);
     // Appends the engine's Prometheus metric families.
     void collect_metrics(std::string& out);
