@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -44,9 +45,13 @@ struct Response {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
+    // Set instead of `body` by the answer cache: the cached bytes go out without a copy.
+    std::shared_ptr<const std::string> shared_body;
     std::vector<std::pair<std::string, std::string>> headers;
     std::optional<LongPoll> long_poll;
     std::optional<EventStream> event_stream;
+
+    const std::string& bytes() const { return shared_body ? *shared_body : body; }
 };
 
 Response json_response(int status, std::string body);

@@ -20,7 +20,7 @@ namespace snapvirt::api {
 class ResponseCache {
 public:
     // At most `max_bytes` of bodies are kept; a body larger than a quarter of that is not.
-    explicit ResponseCache(std::size_t max_bytes = 4 << 20) : max_bytes_(max_bytes) {}
+    explicit ResponseCache(std::size_t max_bytes = 2 << 20) : max_bytes_(max_bytes) {}
 
     std::optional<Response> get(const std::string& key, std::uint64_t generation) const {
         std::shared_lock lock(mu_);
@@ -29,18 +29,22 @@ public:
         Response r;
         r.status = 200;
         r.content_type = it->second.content_type;
-        r.body = *it->second.body;
+        r.shared_body = it->second.body;
         return r;
     }
 
-    void put(const std::string& key, std::uint64_t generation, const Response& r) {
-        if (r.body.size() > max_bytes_ / 4) return;
+    // Keeps the answer's body; `r` answers from the cached copy afterwards (no second copy).
+    void put(const std::string& key, std::uint64_t generation, Response& r) {
+        if (r.shared_body || r.body.size() > max_bytes_ / 4) return;
+        auto body = std::make_shared<const std::string>(std::move(r.body));
+        r.body.clear();
+        r.shared_body = body;
         std::unique_lock lock(mu_);
         if (auto old = entries_.find(key); old != entries_.end()) {
             bytes_ -= old->second.body->size();
             entries_.erase(old);
         }
-        if (bytes_ + r.body.size() > max_bytes_) {
+        if (bytes_ + body->size() > max_bytes_) {
             // Drop what an older generation computed; if that is not enough, start over.
             for (auto it = entries_.begin(); it != entries_.end();) {
                 if (it->second.generation == generation) {
@@ -50,13 +54,13 @@ public:
                 bytes_ -= it->second.body->size();
                 it = entries_.erase(it);
             }
-            if (bytes_ + r.body.size() > max_bytes_) {
+            if (bytes_ + body->size() > max_bytes_) {
                 entries_.clear();
                 bytes_ = 0;
             }
         }
-        bytes_ += r.body.size();
-        entries_[key] = Entry{generation, r.content_type, std::make_shared<const std::string>(r.body)};
+        bytes_ += body->size();
+        entries_[key] = Entry{generation, r.content_type, std::move(body)};
     }
 
 private:

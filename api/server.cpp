@@ -404,6 +404,7 @@ private:
             if (res.event_stream && req.method == "HEAD") {
                 res.event_stream.reset();  // HEAD: the stream's head, no stream
                 res.body.clear();
+                res.shared_body.reset();
             }
             if (res.event_stream) {
                 access_log(req, info, 200, 0, started);
@@ -413,7 +414,7 @@ private:
             }
             const bool keep = parser.get().keep_alive() && !stopping_;
             const int status = res.status;
-            const std::size_t bytes = res.body.size();
+            const std::size_t bytes = res.bytes().size();
             // Counted before the answer leaves, so a client never sees an answer its metrics miss.
             metrics_.observe_request(req.method, route, status,
                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -547,7 +548,7 @@ private:
                 StoredResponse s;
                 s.request_hash = fingerprint;
                 s.status = res.status;
-                s.body = res.body;
+                s.body = res.bytes();
                 for (const auto& [k, v] : res.headers)
                     if (k == "Location") s.location = v;
                 backend_.remember_idempotent(*idem_key, s);
@@ -680,7 +681,11 @@ private:
     template <class Stream>
     awaitable<void> write_response(Stream& stream, const Request& req, Response r, bool keep_alive,
                                    beast::error_code& ec) {
-        http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
+        // The body goes out from where it lies (the answer's string or the cache's shared copy):
+        // a buffer_body points at it, and header and body leave in one gathered write.
+        const std::shared_ptr<const std::string> body =
+            r.shared_body ? std::move(r.shared_body) : std::make_shared<const std::string>(std::move(r.body));
+        http::response<http::buffer_body> res{static_cast<http::status>(r.status), 11};
         res.set(http::field::server, opts_.server_name);
         res.set(http::field::content_type, r.content_type);
         res.set("X-Request-Id", req.request_id);
@@ -693,20 +698,17 @@ private:
         if (!cache_set) res.set(http::field::cache_control, "no-store");
         if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"snapvirt\"");
         res.keep_alive(keep_alive);
-        res.body() = std::move(r.body);
-        res.prepare_payload();
-        if (req.method == "HEAD") {
-            const auto length = res.body().size();
-            res.body().clear();
-            res.content_length(length);
-        }
+        res.content_length(body->size());
+        const bool head_only = req.method == "HEAD";
+        res.body().data = head_only || body->empty() ? nullptr : const_cast<char*>(body->data());
+        res.body().size = head_only ? 0 : body->size();
+        res.body().more = false;
         beast::get_lowest_layer(stream).expires_after(opts_.request_timeout);
-        if (req.method == "HEAD") {
-            http::response_serializer<http::string_body> sr{res};
+        http::response_serializer<http::buffer_body> sr{res};
+        if (head_only)
             co_await http::async_write_header(stream, sr, net::redirect_error(use_awaitable, ec));
-        } else {
-            co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
-        }
+        else
+            co_await http::async_write(stream, sr, net::redirect_error(use_awaitable, ec));
     }
 
     void access_log(const Request& req, const ConnInfo& info, int status, std::size_t bytes,

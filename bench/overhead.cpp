@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -65,6 +66,19 @@ public:
         if (!s) throw std::runtime_error(std::string("direct create: ") + virGetLastErrorMessage());
         virDomainSnapshotFree(s);
     }
+    // What a stopped-mode snapshot of a running guest does: ask it to shut down, wait up to
+    // `timeout` for it, power it off, take the disk-only snapshot, start it again.
+    void stopped_cycle(const std::string& name, std::chrono::milliseconds timeout) {
+        if (virDomainShutdown(dom_) < 0) throw std::runtime_error(std::string("direct shutdown: ") + virGetLastErrorMessage());
+        const auto deadline = Clock::now() + timeout;
+        int state = 0, reason = 0;
+        while (virDomainGetState(dom_, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF && Clock::now() < deadline)
+            std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(200), deadline - Clock::now()));
+        if (state != VIR_DOMAIN_SHUTOFF && virDomainDestroy(dom_) < 0)
+            throw std::runtime_error(std::string("direct destroy: ") + virGetLastErrorMessage());
+        create(name, false);
+        if (virDomainCreate(dom_) < 0) throw std::runtime_error(std::string("direct start: ") + virGetLastErrorMessage());
+    }
     void revert(const std::string& name) {
         virDomainSnapshotPtr s = virDomainSnapshotLookupByName(dom_, name.c_str(), 0);
         if (!s || virDomainRevertToSnapshot(s, 0) < 0)
@@ -88,7 +102,10 @@ class Api {
 public:
     explicit Api(client::Client c) : c_(std::move(c)) {}
     std::string create(const std::string& instance, const std::string& name, const std::string& mode) {
-        auto r = c_.post("/v1/instances/" + instance + "/snapshots", {{"mode", mode}, {"name", name}});
+        return create_with(instance, {{"mode", mode}, {"name", name}});
+    }
+    std::string create_with(const std::string& instance, const json& body) {
+        auto r = c_.post("/v1/instances/" + instance + "/snapshots", body);
         if (r.status != 202) throw std::runtime_error("api create: " + r.body);
         finish(r);
         return r.json()["snapshot"]["id"];
@@ -109,11 +126,37 @@ private:
 DaemonOptions quiet_daemon() {
     DaemonOptions o;
     o.config = "[reconcile]\ninterval_s = 3600\n[snapshots]\nmax_snapshots_per_instance = 0\n";
+    // SNAPVIRT_BENCH_LOG=1: the daemon logs at debug level (job phases with timestamps) and its
+    // log goes to stderr when the benchmark ends, to see where an API call spends its time.
+    if (std::getenv("SNAPVIRT_BENCH_LOG")) o.config += "[log]\nlevel = \"debug\"\n";
     return o;
 }
 
+void dump_log(const Daemon& d) {
+    if (std::getenv("SNAPVIRT_BENCH_LOG")) std::cerr << d.log();
+}
+
+// One side of the comparison: the same three operations, by libvirt directly or through the API.
+struct Side {
+    std::string name;
+    std::function<std::string(const std::string&)> create;  // snapshot name -> handle
+    std::function<void(const std::string&)> revert, remove;
+};
+
 void overhead(int rounds) {
     std::map<std::string, std::vector<double>> t;
+    // Each round runs create -> revert -> delete on one side, then on the other, so both start
+    // from the same disk image (no snapshots of the other side in the qcow2 file, freed clusters
+    // alike); which side goes first alternates between rounds.
+    auto run_round = [&](int i, std::vector<Side*> sides, bool with_revert, const std::string& create_key) {
+        if (i % 2) std::reverse(sides.begin(), sides.end());
+        for (Side* s : sides) {
+            std::string h;
+            t[create_key + "." + s->name].push_back(seconds([&] { h = s->create(s->name + "-" + std::to_string(i)); }));
+            if (with_revert) t["revert." + s->name].push_back(seconds([&] { s->revert(h); }));
+            t[(with_revert ? "delete." : "delete_stopped.") + s->name].push_back(seconds([&] { s->remove(h); }));
+        }
+    };
     {
         // Memory snapshots, revert and delete on a running guest with 96 MiB of dirty RAM.
         TestGuest g({.tag = "bench", .memory_mib = 128, .fill_mib = 96});
@@ -121,16 +164,12 @@ void overhead(int rounds) {
         Daemon d(quiet_daemon());
         Direct direct(g.uuid());
         Api api(d.client());
-        for (int i = 0; i < rounds; ++i) {
-            const std::string dn = "direct-" + std::to_string(i), an = "api-" + std::to_string(i);
-            t["create_memory.direct"].push_back(seconds([&] { direct.create(dn, true); }));
-            std::string id;
-            t["create_memory.api"].push_back(seconds([&] { id = api.create(g.name(), an, "memory"); }));
-            t["revert.direct"].push_back(seconds([&] { direct.revert(dn); }));
-            t["revert.api"].push_back(seconds([&] { api.revert(id); }));
-            t["delete.direct"].push_back(seconds([&] { direct.remove(dn); }));
-            t["delete.api"].push_back(seconds([&] { api.remove(id); }));
-        }
+        Side ds{"direct", [&](const std::string& n) { direct.create(n, true); return n; },
+                [&](const std::string& n) { direct.revert(n); }, [&](const std::string& n) { direct.remove(n); }};
+        Side as{"api", [&](const std::string& n) { return api.create(g.name(), n, "memory"); },
+                [&](const std::string& id) { api.revert(id); }, [&](const std::string& id) { api.remove(id); }};
+        for (int i = 0; i < rounds; ++i) run_round(i, {&ds, &as}, true, "create_memory");
+        dump_log(d);
     }
     {
         // Stopped snapshots of a shut-off guest: the disk-only internal snapshot itself.
@@ -138,13 +177,41 @@ void overhead(int rounds) {
         Daemon d(quiet_daemon());
         Direct direct(g.uuid());
         Api api(d.client());
-        for (int i = 0; i < rounds; ++i) {
-            t["create_stopped.direct"].push_back(seconds([&] { direct.create("direct-" + std::to_string(i), false); }));
-            t["create_stopped.api"].push_back(
-                seconds([&] { api.create(g.name(), "api-" + std::to_string(i), "stopped"); }));
-        }
+        Side ds{"direct", [&](const std::string& n) { direct.create(n, false); return n; }, nullptr,
+                [&](const std::string& n) { direct.remove(n); }};
+        Side as{"api", [&](const std::string& n) { return api.create(g.name(), n, "stopped"); }, nullptr,
+                [&](const std::string& id) { api.remove(id); }};
+        for (int i = 0; i < rounds; ++i) run_round(i, {&ds, &as}, false, "create_stopped");
+        dump_log(d);
     }
-    for (const std::string op : {"create_memory", "create_stopped", "revert", "delete"}) {
+    {
+        // The whole stopped-mode cycle on a running guest that ignores the ACPI request (so both
+        // sides wait the full second, then power it off), snapshot, start again.
+        TestGuest g({.tag = "benchcycle"});
+        g.wait_booted();
+        Daemon d(quiet_daemon());
+        Direct direct(g.uuid());
+        Api api(d.client());
+        const json body = {{"mode", "stopped"}, {"force_stop", true}, {"shutdown_timeout_s", 1}};
+        Side ds{"direct", [&](const std::string& n) { direct.stopped_cycle(n, std::chrono::seconds(1)); return n; },
+                nullptr, [&](const std::string& n) { direct.remove(n); }};
+        Side as{"api",
+                [&](const std::string& n) {
+                    json b = body;
+                    b["name"] = n;
+                    return api.create_with(g.name(), b);
+                },
+                nullptr, [&](const std::string& id) { api.remove(id); }};
+        for (int i = 0; i < rounds; ++i) run_round(i, {&ds, &as}, false, "stopped_cycle");
+        dump_log(d);
+    }
+    for (const std::string op : {"create_memory", "create_stopped", "stopped_cycle", "revert", "delete"}) {
+        if (std::getenv("SNAPVIRT_BENCH_LOG"))
+            for (const std::string side : {"direct", "api"}) {
+                std::cerr << op << "." << side << ":";
+                for (double v : t[op + "." + side]) std::cerr << " " << v;
+                std::cerr << "\n";
+            }
         const double a = median(t[op + ".api"]), b = median(t[op + ".direct"]);
         std::cout << json{{"bench", "overhead"}, {"op", op}, {"rounds", rounds}, {"api_s", a}, {"direct_s", b},
                           {"ratio", a / b}}

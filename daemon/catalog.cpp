@@ -240,7 +240,7 @@ auto Catalog::read(F&& fn) {
     }
     if (!db) {
         db = std::make_unique<sql::Database>(path_.string(), true);
-        db->exec("PRAGMA cache_size = -1024");  // 1 MiB a reader: the hot pages are few
+        db->exec("PRAGMA cache_size = -512");  // 512 KiB a reader: the hot pages are few, the OS caches the file
     }
     struct Return {
         Catalog* self;

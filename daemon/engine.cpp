@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <ctime>
 
@@ -698,12 +700,25 @@ void Engine::enqueue(Task task) {
     tasks_cv_.notify_one();
 }
 
+namespace {
+constexpr std::chrono::seconds trim_interval{10};
+}  // namespace
+
 void Engine::maintenance_loop() {
     auto next_periodic = std::chrono::steady_clock::now() + opts_.reconcile_interval;
     std::unique_lock lock(tasks_mu_);
     while (!tasks_stop_) {
-        tasks_cv_.wait_until(lock, next_periodic, [&] { return tasks_stop_ || !tasks_.empty(); });
+        // Wakes at least every trim_interval when idle: memory freed after a burst of requests
+        // (answers, page buffers) goes back to the system instead of staying in malloc's arenas.
+        const auto wake = std::min(next_periodic, std::chrono::steady_clock::now() + trim_interval);
+        tasks_cv_.wait_until(lock, wake, [&] { return tasks_stop_ || !tasks_.empty(); });
         if (tasks_stop_) break;
+        if (tasks_.empty() && std::chrono::steady_clock::now() < next_periodic) {
+            lock.unlock();
+            ::malloc_trim(0);
+            lock.lock();
+            continue;
+        }
         if (tasks_.empty()) {
             next_periodic = std::chrono::steady_clock::now() + opts_.reconcile_interval;
             tasks_.insert({Task::Kind::reconcile_all, ""});

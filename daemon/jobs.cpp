@@ -11,6 +11,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -136,6 +137,17 @@ private:
         return *d;
     }
 
+    // Whether the snapshot about to be made will capture snapvirt metadata from the domain's
+    // definition; when unsure, assume it will (the metadata is then written over).
+    void note_inherited_metadata() {
+        try {
+            inherited_metadata_ = e_.hv_.has_domain_metadata(uuid_);
+        } catch (const hv::Error& err) {
+            if (err.kind() == hv::Error::Kind::unavailable) throw;
+            inherited_metadata_ = true;
+        }
+    }
+
     hv::Lane& lane() {
         if (!lane_) lane_ = e_.hv_.open_lane();
         return *lane_;
@@ -226,6 +238,7 @@ private:
             intent({{"step", "save"}, {"snapshot", snap.name}, {"guest_was", guest_was_}});
             phase("saving");
             const bool was_paused = before.state == hv::DomainState::paused;
+            note_inherited_metadata();
             e_.watch_pauses(uuid_);
             const auto t0 = Clock::now();
             try {
@@ -249,10 +262,11 @@ private:
             create_stopped(snap, spec, before);
         }
 
-        {
-            // Always written, so the snapshot never shows a display name inherited from the
-            // domain's definition (which a revert may have copied from an older snapshot).
-            phase("finishing");
+        phase("finishing");
+        // The display name goes into libvirt when it is not the default (the snapshot's name),
+        // and also when the snapshot captured metadata from the domain's definition (which a
+        // revert outside snapvirt may have copied from an older snapshot): never inherited.
+        if (spec.display_name != spec.name || inherited_metadata_) {
             try {
                 e_.hv_.set_snapshot_metadata(uuid_, spec.name, spec.description, spec.display_name);
             } catch (const hv::Error& err) {
@@ -290,8 +304,10 @@ private:
                     off = true;
                     break;
                 }
-                if (Clock::now() >= deadline) break;
-                std::this_thread::sleep_for(e_.opts_.poll_interval);
+                const auto now = Clock::now();
+                if (now >= deadline) break;
+                // Never past the deadline: a guest that ignores ACPI is forced off right on time.
+                std::this_thread::sleep_for(std::min<Clock::duration>(e_.opts_.poll_interval, deadline - now));
             }
             bool cancel;
             {
@@ -324,6 +340,7 @@ private:
                 {"restart", restart},
                 {"stopped_by_job", stopped_by_job_}});
         phase("snapshotting");
+        note_inherited_metadata();
         lane().create_snapshot(uuid_, spec);
         snapshot_taken_ = true;
         e_.test_delay("snapshotting.after");
@@ -498,6 +515,7 @@ private:
     std::string created_name_;
     std::string guest_was_;
     bool snapshot_taken_ = false;
+    bool inherited_metadata_ = true;
     bool stopped_by_job_ = false;
     bool restart_ = false;
     bool restart_paused_ = false;

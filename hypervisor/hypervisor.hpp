@@ -80,6 +80,9 @@ public:
     // persistent). A revert copies the snapshot's definition, metadata included, onto the
     // domain; left there it would be inherited by the next snapshot made outside snapvirt.
     virtual void clear_domain_metadata(const std::string& domain_uuid) = 0;
+    // Whether the domain's definition as it is now (live if running, else persistent) — the
+    // copy a snapshot made now would capture — carries snapvirt's snapshot metadata.
+    virtual bool has_domain_metadata(const std::string& domain_uuid) = 0;
 
     // A connection of its own for one long operation.
     virtual std::unique_ptr<Lane> open_lane() = 0;

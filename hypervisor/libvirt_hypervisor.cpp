@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -412,6 +413,21 @@ public:
                                      flags) < 0)
                 throw Error::from_last("Clearing snapvirt's metadata from domain '" + uuid + "' failed");
             return 0;
+        });
+    }
+
+    bool has_domain_metadata(const std::string& uuid) override {
+        return with_conn([&](virConnectPtr c) {
+            DomainPtr dom = lookup(c, uuid);
+            char* text = virDomainGetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, xml::metadata_ns,
+                                              VIR_DOMAIN_AFFECT_CURRENT);
+            if (text) {
+                std::free(text);
+                return true;
+            }
+            const Error e = Error::from_last("Reading snapvirt's metadata of domain '" + uuid + "' failed");
+            if (e.code() == VIR_ERR_NO_DOMAIN_METADATA) return false;
+            throw e;
         });
     }
 

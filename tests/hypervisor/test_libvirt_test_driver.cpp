@@ -66,9 +66,14 @@ TEST_CASE("Snapshots are created, listed, edited, reverted and deleted", "[hyper
     h->set_snapshot_metadata(uuid, "s2", "d", "S two");
     CHECK(h->find_domain(uuid)->current_snapshot == std::optional<std::string>("s2"));
 
+    CHECK_FALSE(h->has_domain_metadata(uuid));
     lane->revert_snapshot(uuid, "s1", {hv::RevertStart::paused, false});
     CHECK(h->find_domain(uuid)->state == hv::DomainState::paused);
     CHECK(h->find_domain(uuid)->current_snapshot == std::optional<std::string>("s1"));
+    // The revert copied s1's definition, snapvirt's metadata included, onto the domain.
+    CHECK(h->has_domain_metadata(uuid));
+    h->clear_domain_metadata(uuid);
+    CHECK_FALSE(h->has_domain_metadata(uuid));
 
     lane->delete_snapshot(uuid, "s1", false, false);
     snaps = h->list_snapshots(uuid);
