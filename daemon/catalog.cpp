@@ -726,6 +726,15 @@ std::vector<std::pair<std::string, std::string>> Catalog::token_hashes() {
     });
 }
 
+void Catalog::release_memory() {
+    {
+        std::lock_guard lock(readers_mu_);
+        for (const auto& db : idle_readers_) sqlite3_db_release_memory(db->handle());
+    }
+    std::unique_lock lock(write_mu_, std::try_to_lock);  // never wait for a writer for this
+    if (lock.owns_lock()) sqlite3_db_release_memory(writer_->handle());
+}
+
 std::int64_t Catalog::data_version() {
     // PRAGMA data_version changes for commits made by other connections, so ask the writer.
     std::lock_guard lock(write_mu_);  // a read on the writer: no generation change

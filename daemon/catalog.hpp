@@ -104,6 +104,9 @@ public:
     std::vector<std::pair<std::string, std::string>> token_hashes();
     // Changes when another process (the `token` command) changed the database.
     std::int64_t data_version();
+    // Gives the page caches of idle connections back (they refill from the OS's file cache on
+    // demand); called when the daemon is idle.
+    void release_memory();
 
     // Runs `fn` inside one write transaction.
     void write_transaction(const std::function<void()>& fn);

@@ -715,6 +715,7 @@ void Engine::maintenance_loop() {
         if (tasks_stop_) break;
         if (tasks_.empty() && std::chrono::steady_clock::now() < next_periodic) {
             lock.unlock();
+            catalog_.release_memory();
             ::malloc_trim(0);
             lock.lock();
             continue;
