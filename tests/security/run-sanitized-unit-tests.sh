@@ -10,7 +10,10 @@ shift 2
 
 nice -n 10 cmake -S "$src" -B "$build" -DSNAPVIRT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }
-nice -n 10 cmake --build "$build" --target unit_tests -j"${SNAPVIRT_SANITIZE_JOBS:-2}"
+# The build's output goes to a file (shown only if it fails), so what CI prints of this test is
+# the run itself and, on a failure, the sanitizer's report.
+nice -n 10 cmake --build "$build" --target unit_tests -j"${SNAPVIRT_SANITIZE_JOBS:-2}" >"$build.build.log" 2>&1 ||
+  { tail -50 "$build.build.log"; exit 1; }
 
 # LeakSanitizer needs to stop the process's threads (ptrace-like); where that is not allowed
 # (some containers) it dies with "LeakSanitizer has encountered a fatal error". Probe first and
@@ -31,4 +34,11 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN
 export LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 echo "ASAN_OPTIONS=$ASAN_OPTIONS"
 cd "$build"
-exec ./unit_tests --warn NoTests "$@"
+# Catch2's log of passing tests is long; keep it in a file and print the end and any report.
+status=0
+./unit_tests --warn NoTests "$@" >"$build.run.log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  grep -n -A40 -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|FAILED:" "$build.run.log" | head -200 || true
+fi
+tail -3 "$build.run.log"
+exit "$status"
