@@ -647,6 +647,7 @@ void Engine::on_connection_changed(bool connected, const std::string& reason) {
     report_status();
     if (connected) {
         spdlog::info("libvirt is reachable again; recovering and reconciling.");
+        settle_requested_ = true;
         enqueue({Task::Kind::recover, ""});
         enqueue({Task::Kind::reconcile_all, ""});
     } else {
@@ -655,6 +656,7 @@ void Engine::on_connection_changed(bool connected, const std::string& reason) {
 }
 
 void Engine::on_lifecycle(const hv::LifecycleEvent& ev) {
+    spdlog::debug("Domain event {}/{} for '{}' ({}).", ev.event, ev.detail, ev.name, ev.uuid);
     {
         std::lock_guard lock(pause_mu_);
         auto it = pauses_.find(ev.uuid);
@@ -702,12 +704,22 @@ void Engine::enqueue(Task task) {
 
 namespace {
 constexpr std::chrono::seconds trim_interval{10};
+// After libvirt comes back, libvirtd is still reattaching to running QEMUs for a while, and
+// events about those domains can be lost then (seen on the test host: a guest destroyed right
+// after a libvirtd restart sent no event). The catalog is compared with libvirt again every
+// settle_interval, settle_rounds times, so nothing that happened then stays unseen.
+constexpr std::chrono::seconds settle_interval{2};
+constexpr int settle_rounds = 5;
 }  // namespace
 
 void Engine::maintenance_loop() {
     auto next_periodic = std::chrono::steady_clock::now() + opts_.reconcile_interval;
     std::unique_lock lock(tasks_mu_);
     while (!tasks_stop_) {
+        if (settle_requested_.exchange(false)) {
+            settling_rounds_ = settle_rounds;
+            next_periodic = std::min(next_periodic, std::chrono::steady_clock::now() + settle_interval);
+        }
         // Wakes at least every trim_interval when idle: memory freed after a burst of requests
         // (answers, page buffers) goes back to the system instead of staying in malloc's arenas.
         const auto wake = std::min(next_periodic, std::chrono::steady_clock::now() + trim_interval);
@@ -721,7 +733,9 @@ void Engine::maintenance_loop() {
             continue;
         }
         if (tasks_.empty()) {
-            next_periodic = std::chrono::steady_clock::now() + opts_.reconcile_interval;
+            const bool settling = settling_rounds_ > 0;
+            if (settling) --settling_rounds_;
+            next_periodic = std::chrono::steady_clock::now() + (settling ? settle_interval : opts_.reconcile_interval);
             tasks_.insert({Task::Kind::reconcile_all, ""});
         }
         const Task task = *tasks_.begin();
@@ -800,6 +814,7 @@ void Engine::mark_instance_gone(const std::string& uuid) {
 
 void Engine::refresh_instance(const std::string& uuid) {
     auto d = hv_.find_domain(uuid);
+    spdlog::debug("Refreshed instance {}: {}.", uuid, d ? hv::to_string(d->state) : std::string("gone"));
     if (!d) {
         catalog_.set_instance_present(uuid, false);
         mark_instance_gone(uuid);

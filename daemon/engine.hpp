@@ -176,6 +176,8 @@ private:
     bool tasks_stop_ = false;
     std::atomic<bool> recovered_{false};
     std::atomic<bool> reconciled_once_{false};
+    std::atomic<bool> settle_requested_{false};  // libvirt just came back: reconcile again soon
+    int settling_rounds_ = 0;  // quick reconciliations still to run (maintenance thread only)
     // Bumped when a view changes without a catalog write: busy markers, libvirt reachability.
     std::atomic<std::uint64_t> view_changes_{0};
     std::thread maintenance_;

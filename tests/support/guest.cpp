@@ -251,7 +251,7 @@ void TestGuest::start() {
 void TestGuest::destroy() {
     Conn c;
     Dom d(virDomainLookupByUUIDString(c.p, uuid_.c_str()));
-    if (d.p) virDomainDestroy(d.p);
+    if (!d.p || virDomainDestroy(d.p) < 0) throw std::runtime_error("Destroying " + name_ + " failed: " + last_error());
 }
 
 void TestGuest::rename(const std::string& new_name) {
