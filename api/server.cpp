@@ -681,10 +681,10 @@ private:
     template <class Stream>
     awaitable<void> write_response(Stream& stream, const Request& req, Response r, bool keep_alive,
                                    beast::error_code& ec) {
-        // The body goes out from where it lies (the answer's string or the cache's shared copy):
-        // a buffer_body points at it, and header and body leave in one gathered write.
-        const std::shared_ptr<const std::string> body =
-            r.shared_body ? std::move(r.shared_body) : std::make_shared<const std::string>(std::move(r.body));
+        // The body goes out from where it lies (the answer's string or the cache's shared copy,
+        // both alive in `r` for this whole coroutine): a buffer_body points at it, and header and
+        // body leave in one gathered write.
+        const std::string* body = &r.bytes();
         http::response<http::buffer_body> res{static_cast<http::status>(r.status), 11};
         res.set(http::field::server, opts_.server_name);
         res.set(http::field::content_type, r.content_type);

@@ -137,14 +137,21 @@ private:
         return *d;
     }
 
-    // Whether the snapshot about to be made will capture snapvirt metadata from the domain's
-    // definition; when unsure, assume it will (the metadata is then written over).
-    void note_inherited_metadata() {
+    // Decides, just before the snapshot is made, whether its display name must be written into
+    // libvirt afterwards: when it is not the default (the snapshot's name), or when the snapshot
+    // will capture snapvirt metadata from the domain's definition (which a revert outside
+    // snapvirt may have copied from an older snapshot) and so must never inherit it. When
+    // unsure, write.
+    void decide_metadata_write(const hv::SnapshotSpec& spec) {
+        if (spec.display_name != spec.name) {
+            write_metadata_ = true;
+            return;
+        }
         try {
-            inherited_metadata_ = e_.hv_.has_domain_metadata(uuid_);
+            write_metadata_ = e_.hv_.has_domain_metadata(uuid_);
         } catch (const hv::Error& err) {
             if (err.kind() == hv::Error::Kind::unavailable) throw;
-            inherited_metadata_ = true;
+            write_metadata_ = true;
         }
     }
 
@@ -238,7 +245,7 @@ private:
             intent({{"step", "save"}, {"snapshot", snap.name}, {"guest_was", guest_was_}});
             phase("saving");
             const bool was_paused = before.state == hv::DomainState::paused;
-            note_inherited_metadata();
+            decide_metadata_write(spec);
             e_.watch_pauses(uuid_);
             const auto t0 = Clock::now();
             try {
@@ -263,10 +270,7 @@ private:
         }
 
         phase("finishing");
-        // The display name goes into libvirt when it is not the default (the snapshot's name),
-        // and also when the snapshot captured metadata from the domain's definition (which a
-        // revert outside snapvirt may have copied from an older snapshot): never inherited.
-        if (spec.display_name != spec.name || inherited_metadata_) {
+        if (write_metadata_) {
             try {
                 e_.hv_.set_snapshot_metadata(uuid_, spec.name, spec.description, spec.display_name);
             } catch (const hv::Error& err) {
@@ -340,7 +344,7 @@ private:
                 {"restart", restart},
                 {"stopped_by_job", stopped_by_job_}});
         phase("snapshotting");
-        note_inherited_metadata();
+        decide_metadata_write(spec);
         lane().create_snapshot(uuid_, spec);
         snapshot_taken_ = true;
         e_.test_delay("snapshotting.after");
@@ -515,7 +519,7 @@ private:
     std::string created_name_;
     std::string guest_was_;
     bool snapshot_taken_ = false;
-    bool inherited_metadata_ = true;
+    bool write_metadata_ = true;
     bool stopped_by_job_ = false;
     bool restart_ = false;
     bool restart_paused_ = false;
