@@ -12,6 +12,10 @@
 
 namespace snapvirt::config {
 
+// Values that are not settings but that several layers state: each written once, here.
+inline constexpr std::chrono::hours idempotency_ttl{24};          // how long an Idempotency-Key is remembered
+inline constexpr const char* default_socket_path = "/run/snapvirt/snapvirtd.sock";
+
 // Thrown for any invalid setting; the message names the key (`section.key`) and the problem.
 class ConfigError : public std::runtime_error {
 public:
