@@ -5,13 +5,22 @@
 ; (PIT at 1000 Hz) in a 64-bit counter at guest-physical address 0x500, halting between
 ; ticks so an idle guest costs little CPU under TCG. Tests read the counter through the
 ; QEMU monitor (HMP `xp /1gx 0x500`) to see whether a revert restored RAM.
-; It ignores ACPI, so a graceful shutdown never completes.
+;
+; ACPI: by default it ignores the ACPI power button, so a graceful shutdown never completes
+; (tests of the shutdown timeout and of force_stop rely on that). With `power_button` (byte
+; 0x1F4 of the sector) set to 1 it behaves like a real OS instead: it enables the power button
+; of the i440fx machine's PIIX4 power management (PCI 00:01.3; its I/O base is read from PCI
+; config register 0x40, where SeaBIOS puts 0x600) and, when QEMU presses it (libvirt's
+; shutdown), powers off through PM1a_CNT (SLP_TYP 0, QEMU's soft-off, with SLP_EN). The demo
+; VM of scripts/run sets it. On other machines (q35) nothing changes.
 ;
 ; Guest-physical memory it uses:
 ;   0x500  u64  tick counter
 ;   0x508  u32  1 once the fill is done
 ;   0x600  IDT, 16 interrupt gates
-; The fill size lives at byte 0x1F0 of the sector (u32, MiB) so tests can patch it.
+; Settings patched into the sector by whoever makes the disk:
+;   0x1F0  u32  fill size in MiB (default 16)
+;   0x1F4  u8   power_button: 1 = power off on the ACPI power button (default 0: ignore it)
 
 bits 16
 org 0x7c00
@@ -81,9 +90,43 @@ protected:
     out 0x40, al
     mov al, ah
     out 0x40, al
+
+    xor ebx, ebx                ; ebx: the PM I/O base while the power button is on, else 0
+    cmp byte [power_button], 1
+    jne .acpi_done
+    mov dx, 0xcf8               ; PCI config 00:01.3 register 0: Intel PIIX4 power management?
+    mov eax, 0x80000b00
+    out dx, eax
+    mov dl, 0xfc
+    in eax, dx
+    cmp eax, 0x71138086
+    jne .acpi_done
+    mov dl, 0xf8                ; register 0x40: PMBASE
+    mov eax, 0x80000b40
+    out dx, eax
+    mov dl, 0xfc
+    in eax, dx
+    and eax, 0xffc0
+    jz .acpi_done
+    mov ebx, eax
+    mov edx, ebx                ; PM1a_STS: clear a stale PWRBTN_STS (write 1 to clear)
+    mov ax, 0x100
+    out dx, ax
+    add dl, 2                   ; PM1a_EN: PWRBTN_EN
+    out dx, ax
+.acpi_done:
     sti
 idle:
     hlt
+    test ebx, ebx
+    jz idle
+    mov edx, ebx                ; PM1a_STS: PWRBTN_STS set?
+    in ax, dx
+    test ah, 1
+    jz idle
+    add dl, 4                   ; PM1a_CNT: SLP_TYP 0 (soft-off) | SLP_EN
+    mov ax, 0x2000
+    out dx, ax
     jmp idle
 
 tick:
@@ -111,6 +154,8 @@ idt_desc:
 times 0x1f0 - ($ - $$) db 0
 fill_mib:
     dd 16
+power_button:
+    db 0
 
 times 510 - ($ - $$) db 0
     dw 0xaa55
