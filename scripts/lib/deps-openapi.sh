@@ -1,6 +1,7 @@
-# Test dependencies of tests/openapi (sourced by scripts/lib/common.sh): Node.js for
-# `redocly lint` and the response validator (ajv), and promtool (Debian package prometheus) for
-# `promtool check metrics` on the live /metrics output.
+# Test dependencies of tests/openapi (sourced by scripts/lib/common.sh): Node.js (18 or newer) for
+# `redocly lint`, the response validator (ajv) and the generated-client check (openapi-typescript
+# and tsc), all pinned in tests/openapi/package.json; and promtool (Debian package prometheus)
+# for `promtool check metrics` on the live /metrics output.
 #
 # npm: a Node.js from NodeSource (as on this project's machines) brings its own npm and
 # conflicts with Debian's npm package, so that package is only asked for when no npm is there.
@@ -16,7 +17,8 @@ openapi_npm_ci() {
   local stamp="$dir/node_modules/.snapvirt-lock.sha256"
   local want
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dir/node_modules/.bin/redocly" ]; then
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dir/node_modules/.bin/redocly" ] &&
+     [ -x "$dir/node_modules/.bin/openapi-typescript" ] && [ -x "$dir/node_modules/.bin/tsc" ]; then
     return 0
   fi
   log "Installing the OpenAPI test tools (npm ci in tests/openapi)"
