@@ -6,13 +6,14 @@ set -euo pipefail
 SNAPVIRT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD_DIR="${SNAPVIRT_BUILD_DIR:-$SNAPVIRT_ROOT/build}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Step banners carry the time since the script started, so a slow step shows itself.
+log() { printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 BUILD_PACKAGES=(cmake g++ make pkg-config nasm libvirt-dev libboost-dev nlohmann-json3-dev catch2
   libsqlite3-dev libtomlplusplus-dev libspdlog-dev libcli11-dev libsystemd-dev libssl-dev libxml2-dev)
 RUNTIME_PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
-  curl ca-certificates)
+  curl ca-certificates jq)
 # What only the tests need. Each scripts/lib/deps-*.sh adds its packages here and may name a
 # function in TEST_SETUP that scripts/test runs after the packages are in (npm installs etc.).
 TEST_PACKAGES=(openssl)
@@ -32,7 +33,7 @@ ensure_packages() {
   done
   ((${#missing[@]} == 0)) && return 0
   [ "$(id -u)" = 0 ] || die "missing packages (${missing[*]}); run as root or install them"
-  log "Installing ${missing[*]}"
+  log "Installing ${missing[*]} (quietly; log: /tmp/snapvirt-apt.log)"
   export DEBIAN_FRONTEND=noninteractive
   if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/snapvirt-apt.log 2>&1; then
     apt-get update -q >>/tmp/snapvirt-apt.log 2>&1 || true
@@ -61,4 +62,13 @@ configure_and_build() {
   log "Building in $BUILD_DIR"
   cmake -S "$SNAPVIRT_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${SNAPVIRT_BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
   cmake --build "$BUILD_DIR" -j"$(nproc)"
+}
+
+# Configures like configure_and_build (same build directory, same cache, so scripts/test later
+# reuses every object) but builds only the targets named, with cmake's progress on screen.
+build_targets() {
+  log "Configuring in $BUILD_DIR"
+  cmake -S "$SNAPVIRT_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${SNAPVIRT_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+  log "Building $* (progress in %)"
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target "$@"
 }
