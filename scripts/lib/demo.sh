@@ -3,6 +3,9 @@
 # qcow2 disk whose "operating system" is the counting boot sector of tests/guest/counter.asm,
 # set to dirty 32 MiB and to power off on the ACPI power button, as a real OS does.
 
+# The description every demo VM carries; an older demo (which ignored ACPI) lacks it.
+DEMO_DESCRIPTION="snapvirt demo VM: powers off on the ACPI power button"
+
 # define_demo_vm NAME BOOT_SECTOR DISK_DIR: defines the domain NAME with the disk
 # DISK_DIR/NAME.qcow2 (made from BOOT_SECTOR). Does not start it.
 define_demo_vm() {
@@ -20,6 +23,7 @@ define_demo_vm() {
   cat >"$xml" <<XML
 <domain type='qemu'>
   <name>$name</name>
+  <description>$DEMO_DESCRIPTION</description>
   <memory unit='MiB'>128</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
