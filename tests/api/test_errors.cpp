@@ -2,7 +2,7 @@
 #include "api/http.hpp"
 #include "api/json.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 using namespace snapvirt::api;
 

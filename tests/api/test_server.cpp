@@ -8,7 +8,7 @@
 #include "cli/client.hpp"
 #include "tests/support/daemon.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,6 +1,6 @@
 #include "api/validate.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 using namespace snapvirt::api;
 

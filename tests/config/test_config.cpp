@@ -1,6 +1,6 @@
 #include "config/config.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 using snapvirt::config::ConfigError;
 using snapvirt::config::ListenAddress;

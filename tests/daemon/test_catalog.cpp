@@ -1,7 +1,7 @@
 #include "daemon/catalog.hpp"
 #include "tests/support/daemon.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <filesystem>
 

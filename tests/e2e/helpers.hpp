@@ -4,7 +4,7 @@
 #include "tests/support/daemon.hpp"
 #include "tests/support/guest.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 namespace snapvirt::test {
 

@@ -4,7 +4,7 @@
 #include "hypervisor/xml.hpp"
 #include "tests/support/daemon.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <thread>
 

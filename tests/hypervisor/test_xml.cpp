@@ -1,6 +1,6 @@
 #include "hypervisor/xml.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 using namespace snapvirt::hv;
 

@@ -9,7 +9,7 @@
 #include "api/router.hpp"
 #include "cli/client.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <filesystem>
 #include <fstream>

@@ -8,7 +8,7 @@
 #include "api/router.hpp"
 #include "api/web.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -10,7 +10,7 @@
 
 #include "tests/support/daemon.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <chrono>
 #include <csignal>

@@ -177,7 +177,7 @@ TEST_CASE("snapvirtd reaches libvirt and runs jobs inside an emulation of the un
                                      state, run_dir, SNAPVIRT_SECCOMP_EXEC};
     args.insert(args.end(), allowed.begin(), allowed.end());
     args.insert(args.end(), {"--", Daemon::binary().string(), "--state-dir", state.string(), "--listen", "127.0.0.1:0",
-                             "--listen", "unix:" + socket.string(), "--libvirt-uri", "qemu:///system", "--log-level", "info"});
+                             "--listen", "unix:" + socket.string(), "--libvirt-uri", libvirt_uri(), "--log-level", "info"});
     Proc p(args, dir / "stderr.log", {{"NOTIFY_SOCKET", notify.path().string()}, {"WATCHDOG_USEC", "3000000"}});
     run_session(p, state, socket, g, [&](int s) { p.signal(s); });
 
@@ -213,7 +213,7 @@ TEST_CASE("A strace of snapvirtd shows nothing the unit's sandbox refuses", "[sa
     NotifySocket notify(dir / "notify.sock");
     Proc p({"strace", "-f", "-qq", "-s", "512", "-o", trace.string(), Daemon::binary().string(), "--state-dir",
             state.string(), "--listen", "127.0.0.1:0", "--listen", "unix:" + (run_dir / "snapvirtd.sock").string(),
-            "--libvirt-uri", "qemu:///system", "--log-level", "info"},
+            "--libvirt-uri", libvirt_uri(), "--log-level", "info"},
            dir / "stderr.log", {{"NOTIFY_SOCKET", notify.path().string()}, {"WATCHDOG_USEC", "3000000"}});
     run_session(p, state, run_dir / "snapvirtd.sock", g, [&](int sig) {
         const pid_t daemon = child_of(p.pid());  // strace's child

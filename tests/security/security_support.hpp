@@ -6,7 +6,7 @@
 #include "cli/client.hpp"
 #include "tests/support/daemon.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <chrono>
 #include <filesystem>

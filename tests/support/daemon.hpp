@@ -4,6 +4,7 @@
 // SIGKILL) when the object goes away, also when a test fails.
 
 #include "cli/client.hpp"
+#include "tests/support/libvirtd.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -22,7 +23,7 @@ struct DaemonOptions {
     bool tcp = true;                                 // listen on 127.0.0.1:0
     bool unix_socket = true;                         // listen on <state>/snapvirtd.sock
     bool wait_ready = true;                          // wait until /readyz answers 200
-    std::string libvirt_uri = "qemu:///system";
+    std::string libvirt_uri = test::libvirt_uri();     // the lane's libvirt (SNAPVIRT_TEST_LIBVIRT_URI)
 };
 
 class Daemon {

@@ -1,4 +1,5 @@
 #include "tests/support/guest.hpp"
+#include "tests/support/libvirtd.hpp"
 
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
@@ -38,8 +39,9 @@ struct Conn {
     virConnectPtr p;
     Conn() {
         virSetErrorFunc(nullptr, quiet);
-        p = virConnectOpen("qemu:///system");
-        if (!p) throw std::runtime_error("The test cannot connect to qemu:///system.");
+        const std::string uri = libvirt_uri();
+        p = virConnectOpen(uri.c_str());
+        if (!p) throw std::runtime_error("The test cannot connect to " + uri + ".");
     }
     ~Conn() { virConnectClose(p); }
 };
