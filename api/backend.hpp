@@ -23,14 +23,6 @@ public:
     virtual void instance_updated(const Instance& instance) = 0;
 };
 
-// A remembered answer to a POST with an Idempotency-Key.
-struct StoredResponse {
-    std::string request_hash;
-    int status = 0;
-    std::string body;
-    std::string location;
-};
-
 enum class Scope { none = 0, read = 1, write = 2 };
 
 // Thread-safety: every method may be called from several threads at once. Methods marked

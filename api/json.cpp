@@ -162,8 +162,8 @@ void write_json(std::string& out, const Snapshot& s) {
         .str("name", s.name)
         .str("display_name", s.display_name)
         .str("description", s.description)
-        .str("mode", s.mode)
-        .str("state", s.state)
+        .str("mode", to_string(s.mode))
+        .str("state", to_string(s.state))
         .opt_str("parent_id", s.parent_id)
         .boolean("is_current", s.is_current)
         .time("created_at", s.created_at)
@@ -176,7 +176,11 @@ void write_json(std::string& out, const Snapshot& s) {
 
 void write_json(std::string& out, const Job& j) {
     Fields f{out};
-    f.str("id", j.id).str("kind", j.kind).ref("instance", j.instance).opt_str("snapshot_id", j.snapshot_id).str("state", j.state);
+    f.str("id", j.id)
+        .str("kind", to_string(j.kind))
+        .ref("instance", j.instance)
+        .opt_str("snapshot_id", j.snapshot_id)
+        .str("state", to_string(j.state));
     f.key("progress");
     Fields{out}.str("phase", j.progress.phase).opt_num("percent", j.progress.percent).end();
     f.time("created_at", j.created_at)

@@ -2,8 +2,8 @@
 
 #include "api/json.hpp"
 #include "api/validate.hpp"
-
-#include <openssl/evp.h>
+#include "config/config.hpp"
+#include "config/text.hpp"
 
 #include <charconv>
 
@@ -11,10 +11,17 @@ namespace snapvirt::api {
 
 namespace {
 
-const std::set<std::string> snapshot_states = {"creating", "ready", "reverting", "deleting", "error", "missing"};
-const std::set<std::string> snapshot_modes = {"memory", "stopped", "other"};
-const std::set<std::string> job_states = {"queued", "running", "succeeded", "failed", "cancelled"};
-const std::set<std::string> job_kinds = {"create", "revert", "delete"};
+// A query parameter that names one of E's values.
+template <class E>
+std::optional<E> query_word(const Request& req, const std::string& name) {
+    static const std::set<std::string> words = [] {
+        std::set<std::string> out;
+        for (const E value : all_values<E>()) out.insert(to_string(value));
+        return out;
+    }();
+    const auto text = query_enum(req, name, words);
+    return text ? parse<E>(*text) : std::nullopt;
+}
 
 Response ok_json(const nlohmann::json& j, int status = 200) {
     return json_response(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -62,10 +69,15 @@ CreateSnapshotRequest read_create(const Request& req) {
     FieldReader f(body, {"mode", "name", "display_name", "description", "shutdown_timeout_s", "force_stop",
                          "keep_stopped"});
     CreateSnapshotRequest r;
-    auto mode = f.string("mode");
-    if (!mode) throw ApiError(ErrorCode::invalid_request, "The field 'mode' is required: \"memory\" or \"stopped\".", {{"field", "mode"}});
-    if (*mode != "memory" && *mode != "stopped")
-        throw ApiError(ErrorCode::invalid_request, "The field 'mode' must be \"memory\" or \"stopped\".", {{"field", "mode"}});
+    // A snapshot is taken with or without RAM; the third mode only describes what libvirt holds.
+    const std::string choices = std::string("\"") + to_string(SnapshotMode::memory) + "\" or \"" +
+                                to_string(SnapshotMode::stopped) + "\"";
+    const auto mode_text = f.string("mode");
+    if (!mode_text)
+        throw ApiError(ErrorCode::invalid_request, "The field 'mode' is required: " + choices + ".", {{"field", "mode"}});
+    const auto mode = parse<SnapshotMode>(*mode_text);
+    if (!mode || *mode == SnapshotMode::other)
+        throw ApiError(ErrorCode::invalid_request, "The field 'mode' must be " + choices + ".", {{"field", "mode"}});
     r.mode = *mode;
     r.name = f.string("name");
     if (r.name) check_snapshot_name("name", *r.name);
@@ -73,14 +85,16 @@ CreateSnapshotRequest read_create(const Request& req) {
     if (r.display_name) check_display_name("display_name", *r.display_name);
     r.description = f.string("description").value_or("");
     check_description("description", r.description);
-    auto timeout = f.integer("shutdown_timeout_s", 1, 86400);
+    auto timeout = f.integer("shutdown_timeout_s", config::SnapshotConfig::shutdown_timeout_min_s,
+                             config::SnapshotConfig::shutdown_timeout_max_s);
     auto force = f.boolean("force_stop");
     auto keep = f.boolean("keep_stopped");
-    if (r.mode == "memory") {
+    if (r.mode == SnapshotMode::memory) {
         for (const char* field : {"shutdown_timeout_s", "force_stop", "keep_stopped"})
             if (body.contains(field))
                 throw ApiError(ErrorCode::invalid_request,
-                               std::string("The field '") + field + "' applies to mode \"stopped\" only.",
+                               std::string("The field '") + field + "' applies to mode \"" +
+                                   to_string(SnapshotMode::stopped) + "\" only.",
                                {{"field", field}});
     }
     if (timeout) r.shutdown_timeout_s = static_cast<unsigned>(*timeout);
@@ -108,11 +122,11 @@ RevertRequest read_revert(const Request& req) {
     FieldReader f(body, {"start", "force"});
     RevertRequest r;
     if (auto start = f.string("start")) {
-        if (*start != "auto" && *start != "running" && *start != "paused" && *start != "stopped")
+        const auto target = parse<RevertTarget>(*start);
+        if (!target)
             throw ApiError(ErrorCode::invalid_request,
-                           "The field 'start' must be \"auto\", \"running\", \"paused\" or \"stopped\".",
-                           {{"field", "start"}});
-        r.start = *start;
+                           "The field 'start' must be " + joined<RevertTarget>(true) + ".", {{"field", "start"}});
+        r.start = *target;
     }
     r.force = f.boolean("force").value_or(false);
     return r;
@@ -141,21 +155,12 @@ std::string request_fingerprint(const Request& req) {
     } catch (const std::exception&) {  // not JSON, too deep: compare the bytes
         canonical += req.body;
     }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(canonical.data(), canonical.size(), digest, &len, EVP_sha256(), nullptr);
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out.push_back(hex[digest[i] >> 4]);
-        out.push_back(hex[digest[i] & 15]);
-    }
-    return out;
+    return sha256_hex(canonical);
 }
 
-void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
-    Backend* b = &backend;
+namespace {
 
+void add_health_routes(Router& router, Backend* b, const RouteOptions& options) {
     router.add("GET", "/healthz", Scope::none, Exec::io, [version = options.version](Request& req) {
         check_query(req, {});
         return ok_json({{"status", "ok"}, {"version", version}});
@@ -166,7 +171,9 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         if (!r.ready) return error_response(ApiError(ErrorCode::hypervisor_unavailable, r.reason));
         return ok_json({{"status", "ready"}});
     });
+}
 
+void add_instance_routes(Router& router, Backend* b) {
     router.add("GET", "/v1/instances", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {});
         return items_response(b->list_instances());
@@ -194,13 +201,15 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         r.headers.emplace_back("Location", "/v1/jobs/" + result.job.id);
         return r;
     });
+}
 
+void add_snapshot_routes(Router& router, Backend* b) {
     router.add("GET", "/v1/snapshots", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {"instance", "state", "mode", "q", "limit", "cursor"});
         SnapshotQuery q;
         q.instance = query_string(req, "instance");
-        q.state = query_enum(req, "state", snapshot_states);
-        q.mode = query_enum(req, "mode", snapshot_modes);
+        q.state = query_word<SnapshotState>(req, "state");
+        q.mode = query_word<SnapshotMode>(req, "mode");
         q.q = query_string(req, "q");
         q.limit = page_limit(req);
         q.cursor = query_string(req, "cursor");
@@ -226,13 +235,15 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         const auto request = read_revert(req);
         return accepted_job(b->revert_snapshot(req.params[0], request));
     });
+}
 
+void add_job_routes(Router& router, Backend* b) {
     router.add("GET", "/v1/jobs", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {"instance", "kind", "state", "limit", "cursor"});
         JobQuery q;
         q.instance = query_string(req, "instance");
-        q.kind = query_enum(req, "kind", job_kinds);
-        q.state = query_enum(req, "state", job_states);
+        q.kind = query_word<JobKind>(req, "kind");
+        q.state = query_word<JobState>(req, "state");
         q.limit = page_limit(req);
         q.cursor = query_string(req, "cursor");
         return page_response(b->list_jobs(q));
@@ -253,7 +264,10 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         Job job = b->cancel_job(req.params[0]);
         return object_response(job, 202);
     });
+}
 
+// The event stream, metrics, the OpenAPI document and the web page.
+void add_service_routes(Router& router, const RouteOptions& options) {
     router.add("GET", "/v1/events", Scope::read, Exec::io, [](Request& req) {
         check_query(req, {"last_event_id"});
         Response r;
@@ -294,6 +308,17 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
         router.add("GET", "/", Scope::none, Exec::io, [w = options.web](Request& req) { return w(req); });
         router.add("GET", "/ui/{asset}", Scope::none, Exec::io, [w = options.web](Request& req) { return w(req); });
     }
+}
+
+}  // namespace
+
+void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
+    Backend* b = &backend;
+    add_health_routes(router, b, options);
+    add_instance_routes(router, b);
+    add_snapshot_routes(router, b);
+    add_job_routes(router, b);
+    add_service_routes(router, options);
 }
 
 }  // namespace snapvirt::api

@@ -127,7 +127,8 @@ const std::map<std::string, std::map<std::string, Setter>>& schema() {
               }},
              {"shutdown_timeout_s",
               [](Config& c, const toml::node& n, const std::string& k) {
-                  c.snapshots.shutdown_timeout_s = get_int(n, k, 1, 86400);
+                  c.snapshots.shutdown_timeout_s = get_int(n, k, SnapshotConfig::shutdown_timeout_min_s,
+                                                           SnapshotConfig::shutdown_timeout_max_s);
               }},
          }},
         {"jobs",
@@ -242,7 +243,7 @@ Config parse_toml(const std::string& text, const std::string& origin) {
         throw ConfigError(msg.str());
     }
     Config cfg;
-    cfg.server.listen = {ListenAddress::parse("unix:/run/snapvirt/snapvirtd.sock")};
+    cfg.server.listen = {ListenAddress::parse(std::string("unix:") + default_socket_path)};
     const auto& sections = schema();
     for (const auto& [section_name, section_node] : root) {
         const std::string section{section_name.str()};

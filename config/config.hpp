@@ -55,7 +55,10 @@ struct ServerConfig {
 
 struct SnapshotConfig {
     unsigned max_snapshots_per_instance = 10;   // 0 = unlimited
-    unsigned shutdown_timeout_s = 120;
+    unsigned shutdown_timeout_s = 120;          // a stopped snapshot's wait for an ACPI shutdown
+    // The range a shutdown timeout may take, in this file and in a create request.
+    static constexpr unsigned shutdown_timeout_min_s = 1;
+    static constexpr unsigned shutdown_timeout_max_s = 86400;
 };
 
 struct JobConfig {

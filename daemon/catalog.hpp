@@ -4,10 +4,10 @@
 //
 // Thread-safety: every method may be called from any thread. Writes go through one
 // connection under a mutex; reads use a small pool of read-only connections, so readers
-// never wait for a writer (WAL) or for each other.
+// never wait for a writer (WAL) or for each other. Failures throw CatalogError (sql::Error is one).
 
-#include "api/backend.hpp"
-#include "api/model.hpp"
+#include "config/model.hpp"
+#include "daemon/catalog_error.hpp"
 #include "daemon/sqlite.hpp"
 
 #include <atomic>
@@ -31,7 +31,7 @@ struct InstanceRow {
 
 // A job with what the API does not show: its parameters and its write-ahead intent.
 struct JobRecord {
-    api::Job job;
+    Job job;
     std::string params = "{}";  // the request, JSON
     std::string intent = "{}";  // what the job is about to do to libvirt, JSON
 };
@@ -39,8 +39,7 @@ struct JobRecord {
 struct TokenRow {
     std::string name;
     std::string scope;
-    api::TimeMs created_at = 0;
-    std::optional<api::TimeMs> last_used_at;
+    TimeMs created_at = 0;
 };
 
 class Catalog {
@@ -60,21 +59,23 @@ public:
     std::vector<std::string> mark_absent_except(const std::vector<std::string>& present_uuids);
     void set_instance_present(const std::string& uuid, bool present);
     std::optional<InstanceRow> instance_row(const std::string& uuid);
-    std::vector<api::Instance> list_instances();
+    std::vector<Instance> list_instances();
     // By UUID (any case) or by name (a defined instance before an undefined one).
-    std::optional<api::Instance> find_instance(const std::string& name_or_uuid);
-    std::optional<api::Instance> instance(const std::string& uuid);
+    std::optional<Instance> find_instance(const std::string& name_or_uuid);
+    std::optional<Instance> instance(const std::string& uuid);
 
     // ---- snapshots -------------------------------------------------------------------------
-    // Throws sql::Error with constraint() for a duplicate name or display name.
-    void insert_snapshot(const api::Snapshot& s);
-    void update_snapshot(const api::Snapshot& s);
+    // Throws sql::Error (Kind::conflict, constraint()) for a duplicate name or display name.
+    void insert_snapshot(const Snapshot& s);
+    void update_snapshot(const Snapshot& s);
     void delete_snapshot(const std::string& id);
-    std::optional<api::Snapshot> snapshot(const std::string& id);
-    std::optional<api::Snapshot> snapshot_by_name(const std::string& instance_uuid, const std::string& name);
+    std::optional<Snapshot> snapshot(const std::string& id);
     // Parents before children; siblings oldest first.
-    std::vector<api::Snapshot> instance_snapshots(const std::string& instance_uuid);
-    api::Page<api::Snapshot> query_snapshots(const api::SnapshotQuery& q, const std::optional<std::string>& instance_uuid);
+    std::vector<Snapshot> instance_snapshots(const std::string& instance_uuid);
+    // `root` and its descendants in the catalog, parents first.
+    std::vector<Snapshot> subtree(const Snapshot& root);
+    // Throws CatalogError(Kind::bad_cursor) for a cursor it never handed out.
+    Page<Snapshot> query_snapshots(const SnapshotQuery& q, const std::optional<std::string>& instance_uuid);
     std::uint64_t count_snapshots(const std::string& instance_uuid);
     std::uint64_t count_all_snapshots();
     bool display_name_taken(const std::string& instance_uuid, const std::string& display_name,
@@ -83,21 +84,20 @@ public:
 
     // ---- jobs ------------------------------------------------------------------------------
     void insert_job(const JobRecord& j);
-    void update_job(const api::Job& j);
+    void update_job(const Job& j);
     void set_job_intent(const std::string& job_id, const std::string& intent);
     std::optional<JobRecord> job(const std::string& id);
-    api::Page<api::Job> query_jobs(const api::JobQuery& q, const std::optional<std::string>& instance_uuid);
+    Page<Job> query_jobs(const JobQuery& q, const std::optional<std::string>& instance_uuid);
     std::vector<JobRecord> unfinished_jobs();
-    std::int64_t forget_jobs_before(api::TimeMs t);
-    std::vector<std::pair<std::string, std::uint64_t>> job_counts();  // "kind/state" -> n
+    std::int64_t forget_jobs_before(TimeMs t);
 
     // ---- idempotency -----------------------------------------------------------------------
-    std::optional<api::StoredResponse> idempotent(const std::string& key, api::TimeMs not_before);
-    void remember_idempotent(const std::string& key, const api::StoredResponse& r, api::TimeMs now);
-    std::int64_t forget_idempotent_before(api::TimeMs t);
+    std::optional<StoredResponse> idempotent(const std::string& key, TimeMs not_before);
+    void remember_idempotent(const std::string& key, const StoredResponse& r, TimeMs now);
+    std::int64_t forget_idempotent_before(TimeMs t);
 
     // ---- tokens (hashes only) --------------------------------------------------------------
-    void add_token(const std::string& name, const std::string& scope, const std::string& hash, api::TimeMs now);
+    void add_token(const std::string& name, const std::string& scope, const std::string& hash, TimeMs now);
     bool revoke_token(const std::string& name);
     std::vector<TokenRow> tokens();
     // Every (hash, scope) pair; the caller compares in constant time.
@@ -115,6 +115,7 @@ public:
     std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
 private:
+    // Defined in daemon/catalog_access.hpp, which only the catalog's own files include.
     template <class F>
     auto read(F&& fn);
     template <class F>
@@ -130,7 +131,7 @@ private:
 };
 
 // Unix time in milliseconds now.
-api::TimeMs now_ms();
+TimeMs now_ms();
 std::string new_uuid();
 
 }  // namespace snapvirt::daemon

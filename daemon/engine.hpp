@@ -1,50 +1,34 @@
 #pragma once
-// The engine: implements the API's Backend on top of the catalog and the hypervisor. It owns
-// the jobs (a bounded worker pool, one mutating job per instance), reconciliation with
-// libvirt, and crash recovery.
+// The engine: the API's Backend, as a thin façade over the rooms that do the work —
+//   JobQueue (daemon/job_queue.*)        which instance is busy, the workers, cancellation
+//   job kinds (daemon/jobs/)             what each kind of job does, and its crash recovery
+//   Reconciler (daemon/reconciler.*)     the catalog kept in line with libvirt
+//   PauseTracker, TokenCache, EngineMetrics
+// It resolves names, checks requests, writes the rows a job starts from, and turns the
+// catalog's and the hypervisor's errors into the API's.
 //
 // Thread-safety: Backend methods are called from the HTTP server's threads; EventListener
-// methods from libvirt's event thread (they only queue work). Internal state is guarded by
-// mu_; catalog and hypervisor are thread-safe themselves.
+// methods from libvirt's event thread (they only queue work). The rooms guard themselves.
 
 #include "api/backend.hpp"
-#include "api/metrics.hpp"
+#include "daemon/api_errors.hpp"
 #include "daemon/catalog.hpp"
+#include "daemon/engine_metrics.hpp"
+#include "daemon/engine_options.hpp"
+#include "daemon/job_queue.hpp"
+#include "daemon/jobs/job.hpp"
+#include "daemon/pause_tracker.hpp"
+#include "daemon/reconciler.hpp"
+#include "daemon/token_cache.hpp"
 #include "hypervisor/hypervisor.hpp"
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace snapvirt::daemon {
 
-struct EngineOptions {
-    unsigned workers = 4;
-    unsigned max_snapshots_per_instance = 10;  // 0 = unlimited
-    unsigned shutdown_timeout_s = 120;
-    std::chrono::seconds reconcile_interval{60};
-    unsigned history_days = 30;
-    std::chrono::milliseconds poll_interval{200};
-    // Test-only pauses at named points of a job ("saving", "saving.after", ...), from the
-    // environment variable SNAPVIRT_TEST_DELAYS="point=ms,point=ms".
-    std::map<std::string, int> test_delays;
-    // Called with a one-line summary when the connection or the running jobs change (the
-    // daemon passes it to systemd as STATUS=).
-    std::function<void(const std::string&)> status;
-};
-
-std::map<std::string, int> parse_test_delays(const char* spec);
-
-class Engine final : public api::Backend, public hv::EventListener {
+class Engine final : public api::Backend, public hv::EventListener, private ReconcilerHost {
 public:
     Engine(EngineOptions options, Catalog& catalog, hv::Hypervisor& hypervisor, api::EventSink& sink);
     ~Engine() override;
@@ -61,9 +45,9 @@ public:
     // Sends the one-line status summary to options.status.
     void report_status();
     // Asks for a reconciliation of every instance now (tests, SIGHUP).
-    void request_reconcile();
+    void request_reconcile() { reconciler_.reconcile_all_soon(); }
     // True once the first reconciliation after start-up finished.
-    bool reconciled_once() const { return reconciled_once_; }
+    bool reconciled_once() const { return reconciler_.reconciled_once(); }
 
     // api::Backend
     std::vector<api::Instance> list_instances() override;
@@ -82,7 +66,7 @@ public:
     api::Readiness readiness() override;
     std::optional<api::StoredResponse> find_idempotent(const std::string& key) override;
     void remember_idempotent(const std::string& key, const api::StoredResponse& response) override;
-    api::Scope authenticate(const std::string& token) override;
+    api::Scope authenticate(const std::string& token) override { return tokens_.authenticate(token); }
     std::uint64_t generation() override;
 
     // hv::EventListener
@@ -90,119 +74,38 @@ public:
     void on_lifecycle(const hv::LifecycleEvent& event) override;
 
 private:
-    // A job that is queued or running: the instance's busy marker.
-    struct ActiveJob {
-        std::string id;
-        std::string kind;
-        std::string instance_uuid;
-        std::atomic<bool> started{false};
-        std::atomic<bool> cancel_requested{false};
-        std::atomic<bool> waiting_for_shutdown{false};
-        std::atomic<bool> orphaned{false};  // its outcome is for recovery to decide
-    };
+    // ReconcilerHost
+    bool instance_busy(const std::string& uuid) override { return queue_.busy(uuid); }
+    bool job_holds(const std::string& uuid) override { return queue_.busy_job(uuid).has_value(); }
+    void publish_instance(const std::string& uuid) override;
+    void recover_jobs() override;
 
-    // Work for the maintenance thread.
-    struct Task {
-        enum class Kind { recover, reconcile_all, reconcile_instance, refresh_instance } kind;
-        std::string uuid;
-        bool operator<(const Task& o) const { return std::tie(kind, uuid) < std::tie(o.kind, o.uuid); }
-    };
-
-    class JobRun;  // one job's execution (engine_jobs.cpp)
-
-    api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
-
-    // Resolution and views.
+    // Views (engine.cpp).
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
     api::Instance decorate(api::Instance i);
     std::optional<api::Instance> instance_view(const std::string& uuid);
-    void publish_instance(const std::string& uuid);
     void require_connected() const;
-    [[noreturn]] void throw_busy(const std::string& uuid, const std::string& instance_name);
-    std::string busy_job_locked(const std::string& uuid) const;
-    void wait_for_edit(std::unique_lock<std::mutex>& lock, const std::string& uuid);
-    // Throws unless a new job may start on the instance now (accepting, no job, no edit).
-    void check_free_locked(std::unique_lock<std::mutex>& lock, const std::string& uuid,
-                           const std::string& instance_name);
-    InstanceRow upsert_domain(const hv::DomainInfo& d);
 
-    // Jobs.
-    api::Job submit_locked(const std::string& kind, const std::string& uuid, const std::string& instance_name,
-                           const std::optional<std::string>& snapshot_id, const std::string& params);
-    void worker_loop();
-    void run_job(const std::shared_ptr<ActiveJob>& active);
-    // Frees the job's instance, then runs `then` (e.g. publishing the job's end).
-    void release(const std::shared_ptr<ActiveJob>& active, const std::function<void()>& then = {});
-    void test_delay(const std::string& point) const;
-
-    // Maintenance.
-    void enqueue(Task task);
-    void maintenance_loop();
-    void recover_jobs();
-    void recover_job(JobRecord rec);
-    void reconcile_all();
-    void reconcile_instance(const std::string& uuid);
-    // Brings one instance's catalog rows in line with libvirt (no busy check: jobs call it).
-    // `described`: the domain as just read from libvirt, if the caller has it.
-    void sync_instance(const std::string& uuid, const hv::DomainInfo* described = nullptr);
-    void refresh_instance(const std::string& uuid);
-    void mark_instance_gone(const std::string& uuid);
-    void forget_old();
-
-    // Pause tracking for guest_paused_ms.
-    void watch_pauses(const std::string& uuid);
-    std::optional<std::uint64_t> paused_ms(const std::string& uuid, std::chrono::milliseconds wait);
+    // Requests (engine_requests.cpp).
+    api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
+    void check_snapshottable(const hv::DomainInfo& dom);
+    std::string choose_name(const hv::DomainInfo& dom, const std::optional<std::string>& requested);
+    JobRecord new_job(JobKind kind, const InstanceRef& instance, const std::string& snapshot_id,
+                      const nlohmann::json& params);
 
     EngineOptions opts_;
     Catalog& catalog_;
     hv::Hypervisor& hv_;
     api::EventSink& sink_;
-
-    mutable std::mutex mu_;
-    std::map<std::string, std::shared_ptr<ActiveJob>> busy_;      // instance uuid -> job
-    std::map<std::string, std::shared_ptr<ActiveJob>> active_;    // job id -> job
-    std::set<std::string> editing_;                               // instances with an edit in flight
-    std::condition_variable edit_cv_;                             // an edit ended
-    std::deque<std::shared_ptr<ActiveJob>> queue_;
-    std::condition_variable queue_cv_;
-    std::condition_variable idle_cv_;
-    bool accepting_ = true;
-    bool stopping_ = false;
-    std::vector<std::thread> workers_;
-
-    std::mutex tasks_mu_;
-    std::condition_variable tasks_cv_;
-    std::set<Task> tasks_;
-    bool tasks_stop_ = false;
-    std::atomic<bool> recovered_{false};
-    std::atomic<bool> reconciled_once_{false};
-    std::atomic<bool> settle_requested_{false};  // libvirt just came back: reconcile again soon
-    int settling_rounds_ = 0;  // quick reconciliations still to run (maintenance thread only)
-    // Bumped when a view changes without a catalog write: busy markers, libvirt reachability.
+    EngineMetrics metrics_;
+    PauseTracker pauses_;
+    TokenCache tokens_;
+    JobQueue queue_;
+    Reconciler reconciler_;
+    JobServices services_;
+    std::atomic<bool> recovered_once_{false};
+    // Bumped when libvirt's reachability changes (instances turn stale or fresh).
     std::atomic<std::uint64_t> view_changes_{0};
-    std::thread maintenance_;
-
-    struct PauseRecord {
-        std::optional<std::chrono::steady_clock::time_point> suspended;
-        std::optional<std::chrono::steady_clock::time_point> resumed;
-    };
-    std::mutex pause_mu_;
-    std::condition_variable pause_cv_;
-    std::map<std::string, PauseRecord> pauses_;
-
-    // Token cache: reloaded when the database changed (e.g. `snapvirtd token create`).
-    std::mutex tokens_mu_;
-    std::int64_t tokens_version_ = -1;
-    std::chrono::steady_clock::time_point tokens_checked_{};
-    std::vector<std::pair<std::string, std::string>> token_hashes_;
-
-    // Metrics.
-    std::mutex metrics_mu_;
-    std::map<std::string, std::uint64_t> outcomes_;  // "kind/state" of jobs finished by this process
-    api::Histogram create_memory_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram create_stopped_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram revert_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram guest_paused_seconds_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
 };
 
 }  // namespace snapvirt::daemon

@@ -56,7 +56,7 @@ config::Config load_config(const Flags& flags) {
     std::string file = flags.config_file;
     if (file.empty() && access("/etc/snapvirt/snapvirtd.toml", R_OK) == 0) file = "/etc/snapvirt/snapvirtd.toml";
     if (!file.empty()) cfg = config::load_file(file);
-    else cfg.server.listen = {config::ListenAddress::parse("unix:/run/snapvirt/snapvirtd.sock")};
+    else cfg.server.listen = {config::ListenAddress::parse(std::string("unix:") + config::default_socket_path)};
     if (!flags.listen.empty()) {
         cfg.server.listen.clear();
         for (const auto& l : flags.listen) {
@@ -142,6 +142,46 @@ void ensure_admin_token(daemon::Catalog& catalog, const config::Config& cfg) {
     spdlog::warn("Created a write token named 'admin' for the TCP API; it is in {} (readable by root only).", path.string());
 }
 
+daemon::EngineOptions engine_options(const config::Config& cfg, daemon::Notifier& notifier) {
+    daemon::EngineOptions eopts;
+    eopts.workers = cfg.jobs.workers;
+    eopts.max_snapshots_per_instance = cfg.snapshots.max_snapshots_per_instance;
+    eopts.shutdown_timeout_s = cfg.snapshots.shutdown_timeout_s;
+    eopts.reconcile_interval = cfg.reconcile_interval;
+    eopts.history_days = cfg.jobs.history_days;
+    eopts.test_delays = daemon::parse_test_delays(std::getenv("SNAPVIRT_TEST_DELAYS"));
+    eopts.status = [&notifier](const std::string& line) { notifier.status(line); };
+    return eopts;
+}
+
+sigset_t block_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+    return signals;
+}
+
+// Serves SIGHUP (log level, reconciliation) until SIGTERM or SIGINT.
+void wait_for_stop(const sigset_t& signals, const Flags& flags, daemon::Engine& engine) {
+    for (;;) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (sig != SIGHUP) return;
+        try {
+            const auto fresh = load_config(flags);
+            daemon::set_log_level(fresh.log_level);
+            spdlog::info("SIGHUP: log level {}; tokens are re-read on change; reconciling.", fresh.log_level);
+        } catch (const config::ConfigError& e) {
+            spdlog::error("SIGHUP: the configuration is invalid, keeping the current one: {}", e.what());
+        }
+        engine.request_reconcile();
+    }
+}
+
 int run_daemon(const Flags& flags) {
     config::Config cfg;
     try {
@@ -152,13 +192,7 @@ int run_daemon(const Flags& flags) {
     daemon::setup_logging(cfg.log_level, cfg.log_format == "json" ? daemon::LogFormat::json : daemon::LogFormat::text);
 
     // Signals are taken by sigwait() below; every thread started from here on inherits the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    std::signal(SIGPIPE, SIG_IGN);
+    const sigset_t signals = block_signals();
 
     spdlog::info("snapvirtd {} starting; state in {}, libvirt at {}.", SNAPVIRT_VERSION, cfg.state_dir.string(),
                  cfg.libvirt_uri);
@@ -179,15 +213,7 @@ int run_daemon(const Flags& flags) {
 
     api::EventHub hub;
     api::Metrics metrics;
-    daemon::EngineOptions eopts;
-    eopts.workers = cfg.jobs.workers;
-    eopts.max_snapshots_per_instance = cfg.snapshots.max_snapshots_per_instance;
-    eopts.shutdown_timeout_s = cfg.snapshots.shutdown_timeout_s;
-    eopts.reconcile_interval = cfg.reconcile_interval;
-    eopts.history_days = cfg.jobs.history_days;
-    eopts.test_delays = daemon::parse_test_delays(std::getenv("SNAPVIRT_TEST_DELAYS"));
-    eopts.status = [&notifier](const std::string& line) { notifier.status(line); };
-    daemon::Engine engine(eopts, *catalog, *hypervisor, hub);
+    daemon::Engine engine(engine_options(cfg, notifier), *catalog, *hypervisor, hub);
     engine.start();
     metrics.add_collector([&engine](std::string& out) { engine.collect_metrics(out); });
     metrics.add_collector([&hub](std::string& out) {
@@ -216,22 +242,7 @@ int run_daemon(const Flags& flags) {
     notifier.set_loop([&server](std::function<void()> fn) { server.post(std::move(fn)); });
     engine.report_status();
 
-    for (;;) {
-        int sig = 0;
-        sigwait(&signals, &sig);
-        if (sig == SIGHUP) {
-            try {
-                const auto fresh = load_config(flags);
-                daemon::set_log_level(fresh.log_level);
-                spdlog::info("SIGHUP: log level {}; tokens are re-read on change; reconciling.", fresh.log_level);
-            } catch (const config::ConfigError& e) {
-                spdlog::error("SIGHUP: the configuration is invalid, keeping the current one: {}", e.what());
-            }
-            engine.request_reconcile();
-            continue;
-        }
-        break;
-    }
+    wait_for_stop(signals, flags, engine);
     spdlog::info("Stopping: no new connections; waiting up to {} s for running jobs.", cfg.jobs.shutdown_grace.count());
     notifier.send("STOPPING=1");
     notifier.status("Stopping: waiting for running jobs");
@@ -250,7 +261,7 @@ std::filesystem::path state_dir_for(const Flags& flags) {
     if (!flags.state_dir.empty()) return flags.state_dir;
     try {
         Flags f = flags;
-        f.listen = {"unix:/run/snapvirt/snapvirtd.sock"};
+        f.listen = {std::string("unix:") + config::default_socket_path};
         return load_config(f).state_dir;
     } catch (const config::ConfigError& e) {
         die(e.what(), 2);

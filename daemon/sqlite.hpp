@@ -2,6 +2,8 @@
 // A thin RAII layer over SQLite's C API (after SQLiteCpp's Database/Statement/Transaction).
 // A Database is used by one thread at a time; Catalog guards each with its own mutex.
 
+#include "daemon/catalog_error.hpp"
+
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -14,9 +16,11 @@
 
 namespace snapvirt::daemon::sql {
 
-class Error : public std::runtime_error {
+// SQLite's failure, as the catalog's own error: a constraint is a conflict, anything else a failure.
+class Error : public CatalogError {
 public:
-    Error(const std::string& what, int code) : std::runtime_error(what), code_(code) {}
+    Error(const std::string& what, int code)
+        : CatalogError((code & 0xff) == SQLITE_CONSTRAINT ? Kind::conflict : Kind::failed, what), code_(code) {}
     int code() const noexcept { return code_; }
     bool constraint() const noexcept { return (code_ & 0xff) == SQLITE_CONSTRAINT; }
     bool full() const noexcept { return (code_ & 0xff) == SQLITE_FULL; }

@@ -11,7 +11,6 @@
 
 namespace snapvirt::daemon {
 
-std::string sha256_hex(const std::string& data);
 // "svt_" followed by 43 characters of base64url (256 random bits).
 std::string generate_token();
 // The scope of the stored hash that equals the token's hash, or Scope::none.

@@ -27,7 +27,8 @@ struct SnapshotSpec {
     std::string name;
     std::string description;
     std::string display_name;   // stored in snapvirt's metadata when it differs from the name
-    bool with_memory = false;   // memory mode: a running domain's full-system internal snapshot
+    SnapshotMode mode = SnapshotMode::stopped;  // memory: a running domain's full-system snapshot
+    SnapshotMethod method = SnapshotMethod::internal;
 };
 
 struct RevertSpec {
@@ -54,7 +55,6 @@ public:
     // Connection. `connected()` never blocks; `status()` says why not when it is false.
     virtual bool connected() const = 0;
     virtual std::string status() const = 0;
-    virtual std::string uri() const = 0;
     virtual void set_listener(EventListener* listener) = 0;
 
     // Reads.
@@ -63,7 +63,6 @@ public:
     virtual std::optional<DomainInfo> find_domain(const std::string& name_or_uuid) = 0;
     virtual DomainConfig domain_config(const std::string& domain_uuid) = 0;
     virtual std::vector<SnapshotInfo> list_snapshots(const std::string& domain_uuid) = 0;
-    virtual std::string snapshot_xml(const std::string& domain_uuid, const std::string& snapshot) = 0;
 
     // Power.
     virtual void shutdown(const std::string& domain_uuid) = 0;
@@ -86,9 +85,6 @@ public:
 
     // A connection of its own for one long operation.
     virtual std::unique_ptr<Lane> open_lane() = 0;
-
-    // QEMU monitor passthrough (tests and diagnostics only).
-    virtual std::string monitor_command(const std::string& domain_uuid, const std::string& command, bool hmp) = 0;
 };
 
 struct LibvirtOptions {

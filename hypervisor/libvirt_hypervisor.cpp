@@ -2,7 +2,6 @@
 #include "hypervisor/hypervisor.hpp"
 #include "hypervisor/xml.hpp"
 
-#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <spdlog/spdlog.h>
 
@@ -175,7 +174,7 @@ SnapshotPtr lookup_snapshot(virDomainPtr dom, const std::string& name) {
 
 void do_create_snapshot(virConnectPtr conn, const std::string& uuid, const SnapshotSpec& spec) {
     DomainPtr dom = lookup(conn, uuid);
-    const std::string doc = xml::build_snapshot(spec.name, spec.description, spec.with_memory);
+    const std::string doc = xml::build_snapshot(spec.name, spec.description, spec.mode, spec.method);
     SnapshotPtr snap(virDomainSnapshotCreateXML(dom.get(), doc.c_str(), VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC));
     if (!snap) throw Error::from_last("Creating snapshot '" + spec.name + "' failed");
 }
@@ -275,7 +274,6 @@ public:
         std::lock_guard lock(mu_);
         return status_;
     }
-    std::string uri() const override { return opts_.uri; }
 
     // Waits for a callback in flight, so that the old listener may be destroyed afterwards.
     void set_listener(EventListener* listener) override {
@@ -350,16 +348,6 @@ public:
                 out.push_back(std::move(info));
             }
             return out;
-        });
-    }
-
-    std::string snapshot_xml(const std::string& uuid, const std::string& name) override {
-        return with_conn([&](virConnectPtr c) {
-            DomainPtr dom = lookup(c, uuid);
-            SnapshotPtr snap = lookup_snapshot(dom.get(), name);
-            std::string doc = take_string(virDomainSnapshotGetXMLDesc(snap.get(), 0));
-            if (doc.empty()) throw Error::from_last("Reading snapshot '" + name + "' failed");
-            return doc;
         });
     }
 
@@ -453,17 +441,6 @@ public:
         std::lock_guard lock(mu_);
         if (conn == conn_) return;  // a lane sharing the main connection
         if (!stopping_ && conn_ && conn->alive() && idle_lanes_.size() < 8) idle_lanes_.push_back(std::move(conn));
-    }
-
-    std::string monitor_command(const std::string& uuid, const std::string& command, bool hmp) override {
-        return with_conn([&](virConnectPtr c) {
-            DomainPtr dom = lookup(c, uuid);
-            char* result = nullptr;
-            const unsigned flags = hmp ? VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP : 0;
-            if (virDomainQemuMonitorCommand(dom.get(), command.c_str(), &result, flags) < 0)
-                throw Error::from_last("The monitor command failed");
-            return take_string(result);
-        });
     }
 
 private:

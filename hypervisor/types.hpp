@@ -1,6 +1,8 @@
 #pragma once
 // Plain values that cross the hypervisor seam. No libvirt types leak out of hypervisor/.
 
+#include "config/vocabulary.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -50,6 +52,7 @@ struct SnapshotInfo {
     std::string state;                          // libvirt's: running, paused, shutoff, disk-snapshot, ...
     bool has_memory = false;                    // <memory snapshot='internal'/>
     bool all_disks_internal = true;             // no external disk snapshots
+    SnapshotMode mode = SnapshotMode::other;    // what the above make of it, decided once
     bool is_current = false;
 };
 

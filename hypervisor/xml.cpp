@@ -91,16 +91,17 @@ void check(int rc) {
 
 }  // namespace
 
-std::string build_snapshot(const std::string& name, const std::string& description, bool with_memory) {
+std::string build_snapshot(const std::string& name, const std::string& description, SnapshotMode mode,
+                           SnapshotMethod method) {
     std::unique_ptr<xmlBuffer, BufferFree> buf(xmlBufferCreate());
     std::unique_ptr<xmlTextWriter, WriterFree> w(xmlNewTextWriterMemory(buf.get(), 0));
     if (!buf || !w) throw std::bad_alloc();
     check(xmlTextWriterStartElement(w.get(), x("domainsnapshot")));
     check(xmlTextWriterWriteElement(w.get(), x("name"), x(name.c_str())));
     if (!description.empty()) check(xmlTextWriterWriteElement(w.get(), x("description"), x(description.c_str())));
-    if (with_memory) {
+    if (mode == SnapshotMode::memory) {
         check(xmlTextWriterStartElement(w.get(), x("memory")));
-        check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x("internal")));
+        check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x(to_string(method))));
         check(xmlTextWriterEndElement(w.get()));
     }
     check(xmlTextWriterEndElement(w.get()));
@@ -118,11 +119,18 @@ SnapshotInfo parse_snapshot(const std::string& text) {
     s.parent = q.text("/domainsnapshot/parent/name");
     s.state = q.text("/domainsnapshot/state").value_or("");
     if (auto t = q.text("/domainsnapshot/creationTime")) s.creation_time = std::strtoll(t->c_str(), nullptr, 10);
-    if (xmlNodePtr mem = q.node("/domainsnapshot/memory")) s.has_memory = Query::attr(mem, "snapshot") == "internal";
+    const std::string internal = to_string(SnapshotMethod::internal);
+    if (xmlNodePtr mem = q.node("/domainsnapshot/memory")) s.has_memory = Query::attr(mem, "snapshot") == internal;
     for (xmlNodePtr disk : q.nodes("/domainsnapshot/disks/disk")) {
         const std::string kind = Query::attr(disk, "snapshot");
-        if (kind == "external" || kind == "manual") s.all_disks_internal = false;
+        if (kind == to_string(SnapshotMethod::external) || kind == "manual") s.all_disks_internal = false;
     }
+    // The snapshot's state is libvirt's word for the domain's state when it was taken.
+    const bool guest_ran = s.state == to_string(DomainState::running) || s.state == to_string(DomainState::paused);
+    if (s.has_memory && guest_ran)
+        s.mode = SnapshotMode::memory;
+    else if (s.state == to_string(DomainState::shutoff) && !s.has_memory && s.all_disks_internal)
+        s.mode = SnapshotMode::stopped;
     s.display_name = q.text("/domainsnapshot/domain/metadata/sv:snapshot/sv:display-name");
     return s;
 }

@@ -11,7 +11,9 @@ namespace snapvirt::hv::xml {
 // snapvirt's namespace in a snapshot's <domain><metadata>.
 inline constexpr const char* metadata_ns = "https://snapvirt.dev/xmlns/snapshot/1";
 
-std::string build_snapshot(const std::string& name, const std::string& description, bool with_memory);
+// A <domainsnapshot> for virDomainSnapshotCreateXML: with the guest's RAM for mode memory.
+std::string build_snapshot(const std::string& name, const std::string& description, SnapshotMode mode,
+                           SnapshotMethod method = SnapshotMethod::internal);
 SnapshotInfo parse_snapshot(const std::string& xml);
 DomainConfig parse_domain(const std::string& xml);
 

@@ -47,7 +47,7 @@ public:
         ++creates;
         Job j;
         j.id = "job-" + std::to_string(creates);
-        j.kind = "create";
+        j.kind = snapvirt::JobKind::create;
         j.instance = {"u1", instance};
         jobs[j.id] = j;
         Snapshot s;
@@ -87,7 +87,7 @@ public:
         Job j;
         {
             std::lock_guard lock(mu);
-            jobs[id].state = "succeeded";
+            jobs[id].state = snapvirt::JobState::succeeded;
             j = jobs[id];
         }
         hub.job_updated(j);

@@ -19,15 +19,15 @@ struct TempCatalog {
     std::unique_ptr<Catalog> catalog;
 };
 
-api::Snapshot snap(const std::string& id, const std::string& instance, const std::string& name,
-                   std::optional<std::string> parent = std::nullopt, api::TimeMs created = 0) {
-    api::Snapshot s;
+Snapshot snap(const std::string& id, const std::string& instance, const std::string& name,
+                   std::optional<std::string> parent = std::nullopt, TimeMs created = 0) {
+    Snapshot s;
     s.id = id;
     s.instance.uuid = instance;
     s.name = name;
     s.display_name = name;
-    s.mode = "memory";
-    s.state = "ready";
+    s.mode = SnapshotMode::memory;
+    s.state = SnapshotState::ready;
     s.parent_id = std::move(parent);
     s.created_at = created;
     return s;
@@ -74,7 +74,7 @@ TEST_CASE("Cursor paging is stable while rows are added", "[catalog]") {
     TempCatalog t;
     auto& c = *t.catalog;
     for (int i = 0; i < 25; ++i) c.insert_snapshot(snap("s" + std::to_string(i), "u1", "n" + std::to_string(i)));
-    api::SnapshotQuery q;
+    SnapshotQuery q;
     q.limit = 10;
     auto p1 = c.query_snapshots(q, std::nullopt);
     REQUIRE(p1.items.size() == 10);
@@ -90,7 +90,7 @@ TEST_CASE("Cursor paging is stable while rows are added", "[catalog]") {
     CHECK(p3.items.size() == 5);
     CHECK_FALSE(p3.next_cursor);
     q.cursor = "garbage";
-    CHECK_THROWS_AS(c.query_snapshots(q, std::nullopt), api::ApiError);
+    CHECK_THROWS_AS(c.query_snapshots(q, std::nullopt), CatalogError);
 }
 
 TEST_CASE("Snapshot filters: instance, state, mode and text", "[catalog]") {
@@ -100,19 +100,19 @@ TEST_CASE("Snapshot filters: instance, state, mode and text", "[catalog]") {
     a.description = "Before the 100% upgrade";
     c.insert_snapshot(a);
     auto b = snap("b", "u2", "beta");
-    b.mode = "stopped";
-    b.state = "missing";
+    b.mode = SnapshotMode::stopped;
+    b.state = SnapshotState::missing;
     c.insert_snapshot(b);
-    api::SnapshotQuery q;
+    SnapshotQuery q;
     q.q = "100%";
     CHECK(c.query_snapshots(q, std::nullopt).items.size() == 1);
     q.q = "ALPH";
     CHECK(c.query_snapshots(q, std::nullopt).items.size() == 1);
     q.q.reset();
-    q.mode = "stopped";
+    q.mode = SnapshotMode::stopped;
     CHECK(c.query_snapshots(q, std::nullopt).items.at(0).id == "b");
     q.mode.reset();
-    q.state = "missing";
+    q.state = SnapshotState::missing;
     CHECK(c.query_snapshots(q, std::nullopt).items.size() == 1);
     q.state.reset();
     CHECK(c.query_snapshots(q, std::string("u1")).items.size() == 1);
@@ -124,9 +124,9 @@ TEST_CASE("Jobs are stored, listed newest first and found unfinished", "[catalog
     for (int i = 0; i < 3; ++i) {
         JobRecord r;
         r.job.id = "j" + std::to_string(i);
-        r.job.kind = "create";
+        r.job.kind = JobKind::create;
         r.job.instance = {"u1", "web1"};
-        r.job.state = i == 2 ? "running" : "succeeded";
+        r.job.state = i == 2 ? JobState::running : JobState::succeeded;
         r.job.created_at = i;
         r.params = "{\"mode\":\"memory\"}";
         c.insert_job(r);

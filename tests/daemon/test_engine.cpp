@@ -38,9 +38,9 @@ const char* const node_xml = R"(<node>
 
 class RecordingSink final : public api::EventSink {
 public:
-    void job_updated(const api::Job& j) override { add("job.updated", j.id + ":" + j.state); }
+    void job_updated(const api::Job& j) override { add("job.updated", j.id + ":" + to_string(j.state)); }
     void snapshot_created(const api::Snapshot& s) override { add("snapshot.created", s.name); }
-    void snapshot_updated(const api::Snapshot& s) override { add("snapshot.updated", s.name + ":" + s.state); }
+    void snapshot_updated(const api::Snapshot& s) override { add("snapshot.updated", s.name + ":" + to_string(s.state)); }
     void snapshot_deleted(const api::Snapshot& s) override { add("snapshot.deleted", s.name); }
     void instance_updated(const api::Instance& i) override { add("instance.updated", i.name); }
     std::vector<std::pair<std::string, std::string>> events() {
@@ -92,13 +92,13 @@ struct Harness {
             10s, 5ms));
         return j;
     }
-    api::Snapshot take(const std::string& instance, const std::string& name, const std::string& mode = "memory") {
+    api::Snapshot take(const std::string& instance, const std::string& name, SnapshotMode mode = SnapshotMode::memory) {
         api::CreateSnapshotRequest r;
         r.mode = mode;
         r.name = name;
         auto res = engine->create_snapshot(instance, r);
         auto job = wait(res.job.id);
-        REQUIRE(job.state == "succeeded");
+        REQUIRE(job.state == JobState::succeeded);
         return engine->get_snapshot(res.snapshot.id);
     }
 
@@ -137,21 +137,21 @@ TEST_CASE("Start-up reconciliation fills the catalog with the hypervisor's domai
 TEST_CASE("A memory snapshot runs as a job and becomes ready and current", "[engine]") {
     Harness h;
     api::CreateSnapshotRequest r;
-    r.mode = "memory";
+    r.mode = SnapshotMode::memory;
     r.name = "first";
     r.display_name = "First <one>";
     r.description = "before the upgrade";
     auto res = h.engine->create_snapshot("web1", r);
-    CHECK(res.job.state == "queued");
-    CHECK(res.snapshot.state == "creating");
+    CHECK(res.job.state == JobState::queued);
+    CHECK(res.snapshot.state == SnapshotState::creating);
     auto job = h.wait(res.job.id);
-    CHECK(job.state == "succeeded");
+    CHECK(job.state == JobState::succeeded);
     CHECK(job.started_at);
     CHECK(job.finished_at);
     auto s = h.engine->get_snapshot(res.snapshot.id);
-    CHECK(s.state == "ready");
+    CHECK(s.state == SnapshotState::ready);
     CHECK(s.is_current);
-    CHECK(s.mode == "memory");
+    CHECK(s.mode == SnapshotMode::memory);
     CHECK(s.display_name == "First <one>");
     CHECK(s.guest_paused_ms.has_value());
     CHECK(h.engine->get_instance("web1").current_snapshot_id == s.id);
@@ -166,7 +166,7 @@ TEST_CASE("A memory snapshot runs as a job and becomes ready and current", "[eng
 TEST_CASE("Requests that cannot work are refused at once and change nothing", "[engine]") {
     Harness h;
     api::CreateSnapshotRequest r;
-    r.mode = "memory";
+    r.mode = SnapshotMode::memory;
     CHECK(code_of([&] { h.engine->create_snapshot("rawvm", r); }) == api::ErrorCode::unsupported_disk);
     CHECK(code_of([&] { h.engine->create_snapshot("ghost", r); }) == api::ErrorCode::instance_not_found);
     h.take("web1", "dup");
@@ -184,7 +184,7 @@ TEST_CASE("One mutating job per instance, other instances go on in parallel", "[
     o.test_delays = {{"saving", 600}};
     Harness h(o);
     api::CreateSnapshotRequest r;
-    r.mode = "memory";
+    r.mode = SnapshotMode::memory;
     auto first = h.engine->create_snapshot("web1", r);
     try {
         h.engine->create_snapshot("web1", r);
@@ -196,8 +196,8 @@ TEST_CASE("One mutating job per instance, other instances go on in parallel", "[
     }
     CHECK(h.engine->get_instance("web1").busy_job_id == first.job.id);
     auto other = h.engine->create_snapshot("db1", r);
-    CHECK(h.wait(other.job.id).state == "succeeded");
-    CHECK(h.wait(first.job.id).state == "succeeded");
+    CHECK(h.wait(other.job.id).state == JobState::succeeded);
+    CHECK(h.wait(first.job.id).state == JobState::succeeded);
     CHECK_FALSE(h.engine->get_instance("web1").busy_job_id);
 }
 
@@ -208,7 +208,7 @@ TEST_CASE("The snapshot limit is enforced", "[engine]") {
     h.take("web1", "a");
     h.take("web1", "b");
     api::CreateSnapshotRequest r;
-    r.mode = "memory";
+    r.mode = SnapshotMode::memory;
     CHECK(code_of([&] { h.engine->create_snapshot("web1", r); }) == api::ErrorCode::snapshot_limit_reached);
 }
 
@@ -242,12 +242,12 @@ TEST_CASE("Delete re-parents children, delete with children removes the subtree"
     auto c = h.take("web1", "c");
     REQUIRE(c.parent_id == b.id);
     auto job = h.engine->delete_snapshot(b.id, false);
-    CHECK(h.wait(job.id).state == "succeeded");
+    CHECK(h.wait(job.id).state == JobState::succeeded);
     CHECK(h.engine->get_snapshot(c.id).parent_id == a.id);
     CHECK(code_of([&] { h.engine->get_snapshot(b.id); }) == api::ErrorCode::snapshot_not_found);
 
     job = h.engine->delete_snapshot(a.id, true);
-    CHECK(h.wait(job.id).state == "succeeded");
+    CHECK(h.wait(job.id).state == JobState::succeeded);
     CHECK(h.engine->list_instance_snapshots("web1").empty());
     CHECK(h.hypervisor->list_snapshots(a.instance.uuid).empty());
 }
@@ -259,11 +259,11 @@ TEST_CASE("Revert runs as a job and makes the snapshot current", "[engine]") {
     auto a = h.take("web1", "a");
     h.take("web1", "b");
     api::RevertRequest r;
-    r.start = "paused";
+    r.start = RevertTarget::paused;
     auto job = h.engine->revert_snapshot(a.id, r);
-    CHECK(h.engine->get_snapshot(a.id).state == "reverting");
-    CHECK(h.wait(job.id).state == "succeeded");
-    CHECK(h.engine->get_snapshot(a.id).state == "ready");
+    CHECK(h.engine->get_snapshot(a.id).state == SnapshotState::reverting);
+    CHECK(h.wait(job.id).state == JobState::succeeded);
+    CHECK(h.engine->get_snapshot(a.id).state == SnapshotState::ready);
     CHECK(h.engine->get_snapshot(a.id).is_current);
     CHECK(h.hypervisor->find_domain("web1")->state == hv::DomainState::paused);
 }
@@ -274,36 +274,36 @@ TEST_CASE("A queued job can be cancelled, a running save cannot", "[engine]") {
     o.test_delays = {{"saving", 800}};
     Harness h(o);
     api::CreateSnapshotRequest r;
-    r.mode = "memory";
+    r.mode = SnapshotMode::memory;
     auto running = h.engine->create_snapshot("web1", r);
     auto queued = h.engine->create_snapshot("db1", r);
     REQUIRE(test::eventually([&] { return h.engine->get_job(running.job.id).progress.phase == "saving"; }, 5s, 5ms));
     CHECK(code_of([&] { h.engine->cancel_job(running.job.id); }) == api::ErrorCode::job_not_cancellable);
     auto cancelled = h.engine->cancel_job(queued.job.id);
-    CHECK(cancelled.state == "cancelled");
+    CHECK(cancelled.state == JobState::cancelled);
     CHECK(code_of([&] { h.engine->get_snapshot(queued.snapshot.id); }) == api::ErrorCode::snapshot_not_found);
-    CHECK(h.wait(running.job.id).state == "succeeded");
+    CHECK(h.wait(running.job.id).state == JobState::succeeded);
     CHECK(code_of([&] { h.engine->cancel_job(running.job.id); }) == api::ErrorCode::job_not_cancellable);
 }
 
 TEST_CASE("Reconciliation imports snapshots made behind snapvirt's back", "[engine]") {
     Harness h;
     const std::string uuid = h.engine->get_instance("db1").uuid;
-    h.hypervisor->open_lane()->create_snapshot(uuid, {"outside", "made by virsh", "outside", true});
+    h.hypervisor->open_lane()->create_snapshot(uuid, {"outside", "made by virsh", "outside", SnapshotMode::memory});
     h.engine->request_reconcile();
     REQUIRE(test::eventually([&] { return h.engine->list_instance_snapshots("db1").size() == 1; }, 5s, 10ms));
     const auto s = h.engine->list_instance_snapshots("db1").at(0);
     CHECK(s.origin == "discovered");
     CHECK(s.name == "outside");
     CHECK(s.description == "made by virsh");
-    CHECK(s.mode == "memory");
+    CHECK(s.mode == SnapshotMode::memory);
     CHECK(s.is_current);
 
     h.hypervisor->open_lane()->delete_snapshot(uuid, "outside", false, false);
     h.engine->request_reconcile();
-    REQUIRE(test::eventually([&] { return h.engine->get_snapshot(s.id).state == "missing"; }, 5s, 10ms));
+    REQUIRE(test::eventually([&] { return h.engine->get_snapshot(s.id).state == SnapshotState::missing; }, 5s, 10ms));
     // A missing snapshot is always deletable; deleting it only cleans the catalog.
     auto job = h.engine->delete_snapshot(s.id, false);
-    CHECK(h.wait(job.id).state == "succeeded");
+    CHECK(h.wait(job.id).state == JobState::succeeded);
     CHECK(h.engine->list_instance_snapshots("db1").empty());
 }

@@ -67,8 +67,8 @@ Snapshot make_snapshot(const std::string& id, const std::string& instance) {
     s.name = "snap-" + id;
     s.display_name = "Snapshot " + id;
     s.description = "desc\n\t" + id;
-    s.mode = "memory";
-    s.state = "ready";
+    s.mode = snapvirt::SnapshotMode::memory;
+    s.state = snapvirt::SnapshotState::ready;
     s.parent_id = id.empty() ? std::optional<std::string>() : std::optional<std::string>("p-" + id);
     s.created_at = 1'790'000'000'000LL;
     s.size_bytes = 4096;
@@ -76,7 +76,7 @@ Snapshot make_snapshot(const std::string& id, const std::string& instance) {
     return s;
 }
 
-Job make_job(const std::string& id, const std::string& kind, const std::string& state) {
+Job make_job(const std::string& id, snapvirt::JobKind kind, snapvirt::JobState state) {
     Job j;
     j.id = id;
     j.kind = kind;
@@ -125,15 +125,16 @@ public:
     }
     CreateSnapshotResult create_snapshot(const std::string& instance, const CreateSnapshotRequest& r) override {
         maybe_missing(instance, ErrorCode::instance_not_found);
-        if (r.mode != "memory" && r.mode != "stopped") finding("create_snapshot got mode", r.mode);
+        if (r.mode != snapvirt::SnapshotMode::memory && r.mode != snapvirt::SnapshotMode::stopped)
+            finding("create_snapshot got mode", snapvirt::to_string(r.mode));
         if (r.name && !is_valid_snapshot_name(*r.name)) finding("create_snapshot got name", *r.name);
         Snapshot s = make_snapshot("new", instance);
         s.name = r.name.value_or(instance + "-20260101-000000");
         s.display_name = r.display_name.value_or(s.name);
         s.description = r.description;
         s.mode = r.mode;
-        s.state = "creating";
-        Job j = make_job("job-new", "create", "queued");
+        s.state = snapvirt::SnapshotState::creating;
+        Job j = make_job("job-new", snapvirt::JobKind::create, snapvirt::JobState::queued);
         hub_.job_updated(j);
         hub_.snapshot_created(s);
         return {j, s};
@@ -148,31 +149,33 @@ public:
     }
     Job revert_snapshot(const std::string& id, const RevertRequest& r) override {
         maybe_missing(id, ErrorCode::snapshot_not_found);
-        if (r.start != "auto" && r.start != "running" && r.start != "paused" && r.start != "stopped")
-            finding("revert_snapshot got start", r.start);
-        return make_job("job-rev", "revert", "queued");
+        if (!snapvirt::parse<snapvirt::RevertTarget>(snapvirt::to_string(r.start)))
+            finding("revert_snapshot got start", std::to_string(static_cast<int>(r.start)));
+        return make_job("job-rev", snapvirt::JobKind::revert, snapvirt::JobState::queued);
     }
     Job delete_snapshot(const std::string& id, bool) override {
         maybe_missing(id, ErrorCode::snapshot_not_found);
         Snapshot s = make_snapshot(id, "web1");
         hub_.snapshot_deleted(s);
-        return make_job("job-del", "delete", "queued");
+        return make_job("job-del", snapvirt::JobKind::delete_, snapvirt::JobState::queued);
     }
     Page<Job> list_jobs(const JobQuery& q) override {
         Page<Job> p;
-        p.items.push_back(make_job(q.cursor.value_or("j"), q.kind.value_or("create"), q.state.value_or("running")));
+        p.items.push_back(make_job(q.cursor.value_or("j"), q.kind.value_or(snapvirt::JobKind::create),
+                                   q.state.value_or(snapvirt::JobState::running)));
         p.next_cursor = q.cursor;
         return p;
     }
     Job get_job(const std::string& id) override {
         maybe_missing(id, ErrorCode::job_not_found);
         // Ids starting with 'r' are still running: the handler asks for a long-poll.
-        return make_job(id, "create", id.front() == 'r' ? "running" : "succeeded");
+        return make_job(id, snapvirt::JobKind::create,
+                        id.front() == 'r' ? snapvirt::JobState::running : snapvirt::JobState::succeeded);
     }
     Job cancel_job(const std::string& id) override {
         maybe_missing(id, ErrorCode::job_not_found);
         if (id == "saving") throw ApiError(ErrorCode::job_not_cancellable, "Saving memory.");
-        return make_job(id, "create", "cancelled");
+        return make_job(id, snapvirt::JobKind::create, snapvirt::JobState::cancelled);
     }
     Readiness readiness() override { return {ready_ = !ready_, "libvirt is unreachable: fuzz."}; }
     std::optional<StoredResponse> find_idempotent(const std::string& key) override {

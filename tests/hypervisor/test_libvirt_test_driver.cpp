@@ -40,8 +40,8 @@ TEST_CASE("Snapshots are created, listed, edited, reverted and deleted", "[hyper
     auto h = connect_test_driver();
     const std::string uuid = h->list_domains().at(0).uuid;
     auto lane = h->open_lane();
-    lane->create_snapshot(uuid, {"s1", "first", "s1", true});
-    lane->create_snapshot(uuid, {"s2", "second", "s2", true});
+    lane->create_snapshot(uuid, {"s1", "first", "s1", SnapshotMode::memory});
+    lane->create_snapshot(uuid, {"s2", "second", "s2", SnapshotMode::memory});
     auto snaps = h->list_snapshots(uuid);
     REQUIRE(snaps.size() == 2);
     const auto& s2 = snaps[0].name == "s2" ? snaps[0] : snaps[1];

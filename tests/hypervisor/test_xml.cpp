@@ -5,7 +5,7 @@
 using namespace snapvirt::hv;
 
 TEST_CASE("Snapshot XML escapes what it is given", "[xml]") {
-    const std::string doc = xml::build_snapshot("s1", "<domain>&]]>'\"", true);
+    const std::string doc = xml::build_snapshot("s1", "<domain>&]]>'\"", snapvirt::SnapshotMode::memory);
     CHECK(doc.find("<description>&lt;domain&gt;&amp;]]&gt;'&quot;</description>") != std::string::npos);
     CHECK(doc.find("<memory snapshot=\"internal\"/>") != std::string::npos);
     const auto parsed = xml::parse_snapshot(doc);

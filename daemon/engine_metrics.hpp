@@ -1,0 +1,45 @@
+#pragma once
+// The daemon's own Prometheus metric families: job outcomes and durations, guest pauses, and
+// gauges the façade reads when they are rendered.
+//
+// Thread-safety: every method may be called from any thread; one mutex guards the counters
+// (the histograms lock themselves).
+
+#include "api/metrics.hpp"
+#include "config/vocabulary.hpp"
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace snapvirt::daemon {
+
+class EngineMetrics {
+public:
+    // Gauges read at render time.
+    struct Gauges {
+        bool libvirt_connected = false;
+        std::uint64_t snapshots = 0;
+        std::uint64_t instances = 0;
+        std::uint64_t active_jobs = 0;
+    };
+
+    void job_ended(JobKind kind, JobState state);
+    void create_took(SnapshotMode mode, double seconds);
+    void revert_took(double seconds);
+    void guest_paused(double seconds);
+
+    void render(std::string& out, const Gauges& gauges) const;
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::pair<JobKind, JobState>, std::uint64_t> outcomes_;  // jobs finished by this process
+    api::Histogram create_memory_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
+    api::Histogram create_stopped_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
+    api::Histogram revert_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
+    api::Histogram guest_paused_seconds_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+};
+
+}  // namespace snapvirt::daemon

@@ -1,0 +1,135 @@
+// Job kind "delete": removes a snapshot from libvirt and the catalog; its children move up to
+// its parent, or go with it when the request says children.
+
+#include "daemon/jobs/job.hpp"
+
+#include <array>
+
+namespace snapvirt::daemon {
+
+namespace {
+
+using json = nlohmann::json;
+
+// The states the snapshots had before the delete marked them deleting, by id.
+json previous_states(const json& params) {
+    const json previous = params.is_object() ? params.value("previous_states", json::object()) : json::object();
+    return previous.is_object() ? previous : json::object();
+}
+
+class DeleteRun final : public JobRun {
+public:
+    explicit DeleteRun(JobContext& ctx) : ctx_(ctx), s_(ctx.services()), uuid_(ctx.uuid()) {}
+
+    void run() override {
+        const Snapshot root = ctx_.snapshot();
+        const bool children = ctx_.params().value("children", false);
+        const json previous = previous_states(ctx_.params());
+        const std::string ready = to_string(SnapshotState::ready);
+        const std::string missing = to_string(SnapshotState::missing);
+        auto was = [&](const std::string& id) { return previous.value(id, ready); };
+        const std::vector<Snapshot> targets = children ? s_.catalog.subtree(root) : std::vector<Snapshot>{root};
+        ctx_.intent({{"step", "delete"}, {"snapshot", root.name}, {"children", children}});
+        ctx_.phase(JobPhase::deleting);
+        if (was(root.id) != missing) {
+            delete_in_libvirt(root.name, children);
+        } else if (children) {
+            // The root is gone from libvirt; its descendants may not be. Leaves first.
+            for (auto it = targets.rbegin(); it != targets.rend(); ++it)
+                if (it->id != root.id && was(it->id) != missing) delete_in_libvirt(it->name, false);
+        }
+        s_.test_delay(std::string(to_string(JobPhase::deleting)) + ".after");
+        s_.catalog.write_transaction([&] {
+            if (!children) {
+                for (auto s : s_.catalog.instance_snapshots(uuid_)) {
+                    if (!s.parent_id || *s.parent_id != root.id) continue;
+                    s.parent_id = root.parent_id;
+                    s_.catalog.update_snapshot(s);
+                }
+            }
+            for (const auto& t : targets) s_.catalog.delete_snapshot(t.id);
+        });
+        for (const auto& t : targets) s_.sink.snapshot_deleted(t);
+        if (s_.hv.find_domain(uuid_)) s_.reconciler.sync_instance(uuid_);
+    }
+
+    // The snapshots it was deleting are left in error, with the job's error.
+    void undo(const std::optional<ErrorInfo>& error) override {
+        if (!error) return;
+        const json previous = previous_states(ctx_.params());
+        for (const auto& [id, state] : previous.items()) {
+            auto s = s_.catalog.snapshot(id);
+            if (!s) continue;
+            s->state = SnapshotState::error;
+            s->error = *error;
+            ctx_.save_snapshot(*s);
+        }
+    }
+
+private:
+    void delete_in_libvirt(const std::string& name, bool subtree) {
+        try {
+            ctx_.lane().delete_snapshot(uuid_, name, subtree, false);
+        } catch (const hv::Error& err) {
+            if (err.kind() != hv::Error::Kind::snapshot_not_found && err.kind() != hv::Error::Kind::domain_not_found)
+                throw;
+        }
+    }
+
+    JobContext& ctx_;
+    JobServices& s_;
+    const std::string uuid_;
+};
+
+std::unique_ptr<JobRun> start(JobContext& ctx) { return std::make_unique<DeleteRun>(ctx); }
+
+// Puts each snapshot back in the state it had before the delete marked it.
+void restore_states(JobServices& s, const json& previous) {
+    for (const auto& [id, state] : previous.items()) {
+        auto snap = s.catalog.snapshot(id);
+        if (!snap) continue;
+        snap->state = parse<SnapshotState>(state.get<std::string>()).value_or(SnapshotState::error);
+        s.catalog.update_snapshot(*snap);
+        s.sink.snapshot_updated(*snap);
+    }
+}
+
+// Cancelled while queued: every snapshot it marked is as it was.
+void withdraw(JobServices& s, const JobRecord& rec) {
+    const json previous = previous_states(json::parse(rec.params, nullptr, false));
+    restore_states(s, previous);
+}
+
+// Whatever libvirt deleted goes from the catalog; the rest is as it was.
+Recovery recover(RecoveryContext& r) {
+    JobServices& s = r.services;
+    Recovery out;
+    bool root_gone = false;
+    const json previous = previous_states(r.params);
+    for (const auto& [id, state] : previous.items()) {
+        auto snap = s.catalog.snapshot(id);
+        if (!snap) continue;
+        if (r.started && (!r.domain || !r.in_libvirt(snap->name))) {
+            s.catalog.delete_snapshot(snap->id);
+            s.sink.snapshot_deleted(*snap);
+            if (snap->id == r.job.snapshot_id) root_gone = true;
+        } else {
+            snap->state = parse<SnapshotState>(state.get<std::string>()).value_or(SnapshotState::error);
+            s.catalog.update_snapshot(*snap);
+            s.sink.snapshot_updated(*snap);
+        }
+    }
+    if (root_gone)
+        out.note = "libvirt had completed the delete";
+    else
+        out.error = interrupted(r.started, "snapvirtd stopped before libvirt deleted the snapshot; it is still there.");
+    return out;
+}
+
+constexpr std::array phases{JobPhase::queued, JobPhase::starting, JobPhase::deleting};
+
+}  // namespace
+
+const JobKindEntry delete_job{JobKind::delete_, phases, start, withdraw, recover};
+
+}  // namespace snapvirt::daemon

@@ -1,0 +1,96 @@
+#pragma once
+// The reconciler: keeps the catalog in line with libvirt. A maintenance thread imports
+// snapshots made behind snapvirt's back, marks vanished ones missing, follows domain events,
+// runs crash recovery first after every (re)connection, forgets old history, and gives idle
+// memory back.
+//
+// Thread-safety: requests (reconcile_all, on_lifecycle, on_connected) only queue work for the
+// maintenance thread. sync_instance() and upsert_domain() may be called from any thread (jobs
+// call them); the catalog and the hypervisor are thread-safe themselves.
+
+#include "api/backend.hpp"
+#include "daemon/catalog.hpp"
+#include "daemon/engine_options.hpp"
+#include "hypervisor/hypervisor.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+
+namespace snapvirt::daemon {
+
+// What the reconciler needs from the rest of the engine.
+class ReconcilerHost {
+public:
+    virtual ~ReconcilerHost() = default;
+    // A job or an edit owns the instance: it reconciles the instance itself when it ends.
+    virtual bool instance_busy(const std::string& uuid) = 0;
+    // A job (queued, running or waiting for recovery) owns the instance.
+    virtual bool job_holds(const std::string& uuid) = 0;
+    virtual void publish_instance(const std::string& uuid) = 0;
+    // Ends the jobs an earlier run (or a libvirt outage) left unfinished. Throws hv::Error
+    // (unavailable) to be called again at the next connection.
+    virtual void recover_jobs() = 0;
+};
+
+class Reconciler {
+public:
+    Reconciler(const EngineOptions& options, Catalog& catalog, hv::Hypervisor& hypervisor, api::EventSink& sink,
+               ReconcilerHost& host);
+    ~Reconciler();  // joins the maintenance thread
+
+    void start();
+    void stop();
+    void join();
+
+    // Requests, served by the maintenance thread.
+    void on_connected();  // recover, reconcile, then reconcile again soon a few times
+    void reconcile_all_soon();
+    void on_lifecycle(const hv::LifecycleEvent& event);
+
+    // True once the first reconciliation after start-up finished.
+    bool reconciled_once() const { return reconciled_once_; }
+
+    // Brings one instance's catalog rows in line with libvirt (no busy check: jobs call it).
+    // `described`: the domain as just read from libvirt, if the caller has it.
+    void sync_instance(const std::string& uuid, const hv::DomainInfo* described = nullptr);
+    // Writes the domain's row when it changed, and publishes it.
+    InstanceRow upsert_domain(const hv::DomainInfo& d);
+
+private:
+    struct Task {
+        enum class Kind { recover, reconcile_all, reconcile_instance, refresh_instance } kind;
+        std::string uuid;
+        bool operator<(const Task& o) const { return std::tie(kind, uuid) < std::tie(o.kind, o.uuid); }
+    };
+    void enqueue(Task task);
+    void loop();
+    void run(const Task& task);
+    void reconcile_all();
+    void reconcile_instance(const std::string& uuid);
+    void refresh_instance(const std::string& uuid);
+    void mark_instance_gone(const std::string& uuid);
+    void forget_old();
+
+    const EngineOptions& opts_;
+    Catalog& catalog_;
+    hv::Hypervisor& hv_;
+    api::EventSink& sink_;
+    ReconcilerHost& host_;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::set<Task> tasks_;
+    bool stop_ = false;
+    std::atomic<bool> recovered_{false};
+    std::atomic<bool> reconciled_once_{false};
+    std::atomic<bool> settle_requested_{false};  // libvirt just came back: reconcile again soon
+    int settling_rounds_ = 0;  // quick reconciliations still to run (maintenance thread only)
+    std::thread thread_;
+};
+
+}  // namespace snapvirt::daemon
