@@ -48,7 +48,7 @@ nlohmann::json parse_json_body(const Request& req, bool optional) {
     const std::string* ct = req.header("content-type");
     std::string type = ct ? ct->substr(0, ct->find(';')) : "";
     type.erase(std::remove_if(type.begin(), type.end(), [](unsigned char c) { return std::isspace(c); }), type.end());
-    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    type = lower_ascii(type);
     if (type != "application/json")
         throw ApiError(ErrorCode::unsupported_media_type,
                        "The request body must be JSON with 'Content-Type: application/json'" +
