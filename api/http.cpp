@@ -35,6 +35,20 @@ Response error_response(const ApiError& e) {
     return r;
 }
 
+std::string lower_ascii(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+bool is_sane_token_text(std::string_view s, std::size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    for (unsigned char c : s)
+        if (c <= 0x20 || c >= 0x7f) return false;
+    return true;
+}
+
 std::string percent_decode(std::string_view s, bool plus_is_space) {
     auto hex = [](char c) -> int {
         if (c >= '0' && c <= '9') return c - '0';

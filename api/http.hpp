@@ -61,4 +61,10 @@ Response error_response(const ApiError& e);
 void parse_target(std::string_view target, std::string& path, std::vector<std::pair<std::string, std::string>>& query);
 std::string percent_decode(std::string_view s, bool plus_is_space);
 
+// ASCII lower case (header names).
+std::string lower_ascii(std::string_view s);
+
+// 1 to `max` visible ASCII characters (tokens, request ids, idempotency keys).
+bool is_sane_token_text(std::string_view s, std::size_t max);
+
 }  // namespace snapvirt::api

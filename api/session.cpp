@@ -1,0 +1,238 @@
+#include "api/session.hpp"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+namespace snapvirt::api {
+
+namespace http = beast::http;
+
+namespace {
+
+Request to_request(http::request<http::string_body>& h) {
+    Request req;
+    req.method = std::string(h.method_string());
+    req.target = std::string(h.target());
+    req.headers.reserve(8);
+    for (const auto& f : h) req.headers.emplace_back(lower_ascii(f.name_string()), std::string(f.value()));
+    req.body = std::move(h.body());
+    const std::string* rid = req.header("x-request-id");
+    req.request_id = rid && is_sane_token_text(*rid, 64) ? *rid : new_request_id();
+    return req;
+}
+
+}  // namespace
+
+template <class Stream>
+awaitable<void> Session<Stream>::run() {
+    beast::flat_buffer buffer;
+    bool first = true;
+    while (!ctx_.stopping) {
+        bool keep_alive = false;
+        auto read = co_await read_request(buffer, first, keep_alive);
+        first = false;
+        if (!read) co_return;
+        Request& req = *read;
+
+        const auto started = std::chrono::steady_clock::now();
+        std::string route = "unmatched";
+        Response res = co_await ctx_.pipeline.handle(req, info_, route);
+        if (res.event_stream && req.method == "HEAD") {
+            res.event_stream.reset();  // HEAD: the stream's head, no stream
+            res.body.clear();
+            res.shared_body.reset();
+        }
+        if (res.event_stream) {
+            access_log(req, 200, 0, started);
+            ctx_.metrics.observe_request(req.method, route, 200, 0);
+            co_await stream_events(req, *res.event_stream);
+            co_return;
+        }
+        const bool keep = keep_alive && !ctx_.stopping;
+        const int status = res.status;
+        const std::size_t bytes = res.bytes().size();
+        // Counted before the answer leaves, so a client never sees an answer its metrics miss.
+        ctx_.metrics.observe_request(req.method, route, status,
+                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        beast::error_code ec;
+        co_await write_response(req, std::move(res), keep, ec);
+        access_log(req, status, bytes, started);
+        if (ec || !keep) co_return;
+    }
+}
+
+template <class Stream>
+awaitable<std::optional<Request>> Session<Stream>::read_request(beast::flat_buffer& buffer, bool first, bool& keep_alive) {
+    const auto& opts = ctx_.opts;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(opts.max_header_bytes);
+    parser.body_limit(opts.max_body_bytes);
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).expires_after(first ? opts.header_timeout : opts.idle_timeout);
+    co_await http::async_read_header(stream_, buffer, parser, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+        if (ec == http::error::header_limit)
+            co_await answer_and_close(ApiError(ErrorCode::header_too_large, "The request headers exceed " +
+                                                                                 std::to_string(opts.max_header_bytes) + " bytes."));
+        else if (ec == http::error::body_limit)
+            co_await answer_and_close(body_too_large());
+        else if (!quiet_error(ec) && buffer.size() > 0)
+            co_await answer_and_close(
+                ApiError(ErrorCode::invalid_request, "The request is not valid HTTP/1.1: " + ec.message() + "."));
+        co_return std::nullopt;
+    }
+    auto& head = parser.get();
+    if (parser.content_length() && *parser.content_length() > opts.max_body_bytes) {
+        co_await answer_and_close(body_too_large());
+        co_return std::nullopt;
+    }
+    if (beast::iequals(head[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        beast::get_lowest_layer(stream_).expires_after(opts.request_timeout);
+        co_await http::async_write(stream_, cont, net::redirect_error(use_awaitable, ec));
+        if (ec) co_return std::nullopt;
+    }
+    beast::get_lowest_layer(stream_).expires_after(opts.request_timeout);
+    co_await http::async_read(stream_, buffer, parser, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+        if (ec == http::error::body_limit) co_await answer_and_close(body_too_large());
+        co_return std::nullopt;
+    }
+    keep_alive = parser.get().keep_alive();
+    co_return to_request(parser.get());
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::refuse() {
+    Request req;
+    req.request_id = new_request_id();
+    beast::error_code ec;
+    co_await write_response(req,
+                            error_response(ApiError(ErrorCode::too_many_connections,
+                                                    "The server has too many open connections; try again shortly.")),
+                            false, ec);
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::stream_events(const Request& req, EventStream es) {
+    http::response<http::empty_body> head{http::status::ok, 11};
+    head.set(http::field::server, ctx_.opts.server_name);
+    head.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    head.set(http::field::cache_control, "no-store");
+    head.set("X-Accel-Buffering", "no");
+    head.set("X-Request-Id", req.request_id);
+    head.keep_alive(true);
+    head.chunked(true);
+    // Subscribe before the head goes out: a client that sees the head may rely on every event
+    // published after it.
+    auto ex = co_await net::this_coro::executor;
+    auto timer = std::make_shared<net::steady_timer>(ex);
+    bool missed = false;
+    EventHub& hub = ctx_.hub;
+    Subscription sub{hub, hub.subscribe(wake(timer, ex), {},
+                                        es.last_event_id ? es.last_event_id : std::optional<std::uint64_t>(hub.last_id()),
+                                        &missed)};
+    http::response_serializer<http::empty_body> sr{head};
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).expires_after(ctx_.opts.request_timeout);
+    co_await http::async_write_header(stream_, sr, net::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    std::string text = "retry: 2000\n\n";
+    if (missed && es.last_event_id) text += ": events after the given id are no longer available; re-read state\n\n";
+    while (!ctx_.stopping) {
+        if (sub.s->overflowed()) {
+            spdlog::info("req={} dropped an event-stream consumer that fell behind.", req.request_id);
+            break;
+        }
+        for (const auto& e : sub.s->take())
+            text += "id: " + std::to_string(e->id) + "\nevent: " + e->type + "\ndata: " + e->data + "\n\n";
+        if (text.empty()) {
+            timer->expires_after(ctx_.opts.heartbeat);
+            co_await timer->async_wait(net::redirect_error(use_awaitable, ec));
+            if (ec) continue;  // woken by an event
+            // A quiet moment: is the caller's token still valid (revoked tokens end streams)?
+            if (!ctx_.pipeline.still_authorized(req, info_)) {
+                spdlog::info("req={} ended an event stream whose token is no longer valid.", req.request_id);
+                break;
+            }
+            text = ": heartbeat\n\n";
+            continue;
+        }
+        beast::get_lowest_layer(stream_).expires_after(ctx_.opts.request_timeout);
+        co_await net::async_write(stream_, http::make_chunk(net::buffer(text)), net::redirect_error(use_awaitable, ec));
+        if (ec) break;
+        text.clear();
+    }
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    co_await net::async_write(stream_, http::make_chunk_last(), net::redirect_error(use_awaitable, ec));
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::write_response(const Request& req, Response r, bool keep_alive, beast::error_code& ec) {
+    // The body goes out from where it lies (the answer's string or the cache's shared copy, both
+    // alive in `r` for this whole coroutine): a buffer_body points at it, and header and body
+    // leave in one gathered write.
+    const std::string* body = &r.bytes();
+    http::response<http::buffer_body> res{static_cast<http::status>(r.status), 11};
+    res.set(http::field::server, ctx_.opts.server_name);
+    res.set(http::field::content_type, r.content_type);
+    res.set("X-Request-Id", req.request_id);
+    res.set("X-Content-Type-Options", "nosniff");
+    bool cache_set = false;
+    for (const auto& [k, v] : r.headers) {
+        res.set(k, v);
+        cache_set = cache_set || beast::iequals(k, "Cache-Control");
+    }
+    if (!cache_set) res.set(http::field::cache_control, "no-store");
+    if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"snapvirt\"");
+    res.keep_alive(keep_alive);
+    res.content_length(body->size());
+    const bool head_only = req.method == "HEAD";
+    res.body().data = head_only || body->empty() ? nullptr : const_cast<char*>(body->data());
+    res.body().size = head_only ? 0 : body->size();
+    res.body().more = false;
+    beast::get_lowest_layer(stream_).expires_after(ctx_.opts.request_timeout);
+    http::response_serializer<http::buffer_body> sr{res};
+    if (head_only)
+        co_await http::async_write_header(stream_, sr, net::redirect_error(use_awaitable, ec));
+    else
+        co_await http::async_write(stream_, sr, net::redirect_error(use_awaitable, ec));
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::answer_and_close(const ApiError& e) {
+    const auto started = std::chrono::steady_clock::now();
+    Request req;
+    req.request_id = new_request_id();
+    Response res = error_response(e);
+    const int status = res.status;
+    beast::error_code ec;
+    co_await write_response(req, std::move(res), false, ec);
+    req.method = "-";
+    req.target = "-";
+    access_log(req, status, 0, started);
+}
+
+template <class Stream>
+ApiError Session<Stream>::body_too_large() const {
+    return ApiError(ErrorCode::body_too_large,
+                    "The request body exceeds " + std::to_string(ctx_.opts.max_body_bytes) + " bytes.",
+                    {{"limit", ctx_.opts.max_body_bytes}});
+}
+
+template <class Stream>
+void Session<Stream>::access_log(const Request& req, int status, std::size_t bytes,
+                                 std::chrono::steady_clock::time_point started) {
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("access req={} peer={} \"{} {}\" {} {}B {:.1f}ms", req.request_id, info_.peer, req.method, req.target,
+                 status, bytes, ms);
+}
+
+template class Session<TcpStream>;
+template class Session<TlsStream>;
+template class Session<UnixStream>;
+
+}  // namespace snapvirt::api
