@@ -70,7 +70,8 @@ void Engine::stop(std::chrono::seconds grace) {
 }
 
 void Engine::recover_jobs() {
-    daemon::recover_jobs(services_, !recovered_once_.exchange(true));
+    daemon::recover_jobs(services_, !recovered_once_);
+    recovered_once_ = true;  // not when libvirt went away again: the next connection tries again
 }
 
 // ---- views -------------------------------------------------------------------------------------
