@@ -1,7 +1,8 @@
 #pragma once
 // The listeners: binds TCP and Unix-socket endpoints, owns the TLS context, accepts connections
-// within the connection budget, does the TLS handshake, and starts a Session for each one on a
-// strand of its own.
+// within the connection budgets (TCP with a cap per client address; the Unix sockets with a
+// budget of their own, so TCP clients cannot lock out the host's own tools), does the TLS
+// handshake within a short deadline, and starts a Session for each one on a strand of its own.
 //
 // Thread-safety: bind() before the io_context runs; stop_accepting() from any thread (it posts);
 // the accept loops run on the io_context.
@@ -13,7 +14,9 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +42,9 @@ private:
     void ensure_tls();
     awaitable<void> accept_tcp(std::shared_ptr<tcp::acceptor> acceptor, bool tls);
     awaitable<void> accept_unix(std::shared_ptr<unix_proto::acceptor> acceptor);
+    // Waits after a failed accept (out of descriptors, accept fails at once while connections
+    // wait in the backlog: no spinning) and logs at most once a second.
+    awaitable<void> after_accept_error(const beast::error_code& ec, std::chrono::milliseconds& backoff);
     template <class Stream>
     awaitable<void> serve_plain(Stream stream, ConnInfo info);
     awaitable<void> serve_tls(TlsStream stream, ConnInfo info);
@@ -48,7 +54,11 @@ private:
     net::io_context& ioc_;
     const ServerOptions& opts_;
     SessionContext& sessions_;
-    std::shared_ptr<ConnectionBudget> budget_;
+    std::shared_ptr<ConnectionBudget> tcp_budget_;
+    std::shared_ptr<ConnectionBudget> unix_budget_;
+    std::mutex log_mu_;  // the accept-error log's rate limit
+    std::chrono::steady_clock::time_point last_accept_log_{};
+    std::size_t unlogged_accept_errors_ = 0;
     std::optional<ssl::context> tls_;
     std::vector<std::shared_ptr<tcp::acceptor>> tcp_acceptors_;
     std::vector<std::shared_ptr<unix_proto::acceptor>> unix_acceptors_;

@@ -1,5 +1,7 @@
 #include "api/pipeline.hpp"
 
+#include "api/connection_budget.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -37,7 +39,7 @@ awaitable<Response> Pipeline::handle(Request& req, const ConnInfo& info, std::st
     } catch (const ApiError& e) {
         co_return error_response(e);
     } catch (const std::exception& e) {
-        spdlog::error("req={} {} {} failed: {}", req.request_id, req.method, req.path, e.what());
+        spdlog::error("req={} {} {} failed: {}", req.request_id, log_escape(req.method), log_escape(req.path), e.what());
         co_return error_response(ApiError(ErrorCode::internal, "An internal error occurred (request " + req.request_id +
                                                                    "); the daemon's log has the details."));
     }
@@ -77,6 +79,7 @@ void Pipeline::authorize(Request& req, const Route& route, const ConnInfo& info)
     if (!token) throw ApiError(ErrorCode::unauthenticated, "The Authorization header must be 'Bearer <token>'.");
     const Scope granted = is_sane_token_text(*token, 512) ? backend_.authenticate(std::string(*token)) : Scope::none;
     if (granted == Scope::none) throw ApiError(ErrorCode::unauthenticated, "The bearer token is not valid.");
+    if (info.slot) info.slot->prove();  // a client with a valid token is never evicted
     if (static_cast<int>(granted) < static_cast<int>(route.scope))
         throw ApiError(ErrorCode::forbidden, "The token's scope 'read' does not allow this request.",
                        {{"required_scope", "write"}});

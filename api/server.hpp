@@ -33,10 +33,16 @@ struct ServerOptions {
     std::vector<Endpoint> endpoints;
     unsigned io_threads = 2;
     unsigned blocking_threads = 4;
-    std::size_t max_connections = 1024;
+    std::size_t max_connections = 1024;             // TCP, all TCP listeners together
+    std::size_t max_connections_per_client = 256;   // TCP, from one client address (0: no cap)
+    std::size_t max_unix_connections = 128;         // the Unix sockets' own budget
+    // Under a spent TCP budget, an unproven connection (no request with a valid token yet) open
+    // this long gives its place to a new one.
+    std::chrono::milliseconds evict_unproven_after{1000};
     std::uint32_t max_header_bytes = 16 * 1024;
     std::uint32_t max_body_bytes = 64 * 1024;
     std::chrono::seconds header_timeout{10};
+    std::chrono::seconds handshake_timeout{5};  // TLS handshake, and a connection's first request headers
     std::chrono::seconds request_timeout{30};
     std::chrono::seconds idle_timeout{60};
     std::chrono::seconds heartbeat{15};

@@ -10,6 +10,22 @@
 
 namespace snapvirt::api {
 
+std::string log_escape(std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char c : s) {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
 std::string new_request_id() {
     static std::atomic<std::uint64_t> counter{0};
     thread_local std::mt19937_64 rng{std::random_device{}()};

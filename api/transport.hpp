@@ -43,6 +43,10 @@ struct ConnInfo {
     std::shared_ptr<ConnectionSlot> slot;  // its place in the connection budget
 };
 
+// Text to quote in a log line: printable ASCII but '"' and '\\' as is, every other byte as \xHH,
+// so what a client sent cannot forge or break a line.
+std::string log_escape(std::string_view s);
+
 // A fresh request id: 16 hex digits, unique in this process.
 std::string new_request_id();
 

@@ -29,6 +29,25 @@ bool has_control(std::string_view s, bool allow_newlines) {
     return false;
 }
 
+// Characters XML 1.0 cannot carry beyond the C0 controls: U+FFFE, U+FFFF and the surrogates
+// (which valid UTF-8 never holds, but a lax encoder writes as ED A0..BF xx). libvirt refuses a
+// document holding them, and its error would echo the document's text.
+bool has_xml_illegal(std::string_view s) {
+    for (std::size_t i = 0; i + 2 < s.size(); ++i) {
+        const auto b0 = static_cast<unsigned char>(s[i]);
+        const auto b1 = static_cast<unsigned char>(s[i + 1]);
+        const auto b2 = static_cast<unsigned char>(s[i + 2]);
+        if (b0 == 0xEF && b1 == 0xBF && (b2 == 0xBE || b2 == 0xBF)) return true;  // U+FFFE, U+FFFF
+        if (b0 == 0xED && b1 >= 0xA0 && b1 <= 0xBF) return true;                  // U+D800..U+DFFF
+    }
+    return false;
+}
+
+void check_xml_text(const std::string& field, const std::string& value) {
+    if (has_xml_illegal(value))
+        invalid(field, "The field '" + field + "' must not contain U+FFFE, U+FFFF or surrogate code points.");
+}
+
 }  // namespace
 
 nlohmann::json parse_json_text(const std::string& text) {
@@ -131,6 +150,7 @@ void check_display_name(const std::string& field, const std::string& value) {
     if (value.empty()) invalid(field, "The field '" + field + "' must not be empty.");
     if (utf8_length(value) > 255) invalid(field, "The field '" + field + "' must be at most 255 characters long.");
     if (has_control(value, false)) invalid(field, "The field '" + field + "' must not contain control characters.");
+    check_xml_text(field, value);
 }
 
 void check_description(const std::string& field, const std::string& value) {
@@ -138,6 +158,7 @@ void check_description(const std::string& field, const std::string& value) {
     if (has_control(value, true))
         invalid(field, "The field '" + field +
                            "' must not contain control characters other than line feed and tab.");
+    check_xml_text(field, value);
 }
 
 void check_query(const Request& req, const std::set<std::string>& known) {

@@ -73,6 +73,18 @@ const std::map<std::string, std::map<std::string, Setter>>& schema() {
               [](Config& c, const toml::node& n, const std::string& k) {
                   c.server.max_connections = get_int(n, k, 1, 1'000'000);
               }},
+             {"max_connections_per_client",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.server.max_connections_per_client = get_int(n, k, 1, 1'000'000);
+              }},
+             {"max_unix_connections",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.server.max_unix_connections = get_int(n, k, 1, 1'000'000);
+              }},
+             {"handshake_timeout_s",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.server.handshake_timeout = std::chrono::seconds(get_int(n, k, 1, 3600));
+              }},
              {"max_header_bytes",
               [](Config& c, const toml::node& n, const std::string& k) {
                   c.server.max_header_bytes = get_int(n, k, 1024, 1 << 20);

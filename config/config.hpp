@@ -39,10 +39,13 @@ struct ListenAddress {
 struct ServerConfig {
     std::vector<ListenAddress> listen;
     unsigned io_threads = 2;
-    unsigned max_connections = 1024;
+    unsigned max_connections = 1024;            // TCP connections at once, all TCP listeners together
+    unsigned max_connections_per_client = 256;  // TCP connections at once from one client address
+    unsigned max_unix_connections = 128;        // Unix-socket connections: a budget of their own
     std::uint32_t max_header_bytes = 16 * 1024;
     std::uint32_t max_body_bytes = 64 * 1024;
     std::chrono::seconds header_timeout{10};
+    std::chrono::seconds handshake_timeout{5};  // TLS handshake, and a new connection's first request headers
     std::chrono::seconds request_timeout{30};   // reading a body, writing a response
     std::chrono::seconds idle_timeout{60};      // keep-alive between requests
     std::string socket_group;                   // group of the Unix socket ("" = the daemon's)

@@ -26,6 +26,7 @@
 #include <fstream>
 #include <iostream>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -95,6 +96,9 @@ api::ServerOptions server_options(const config::Config& cfg) {
     }
     o.io_threads = cfg.server.io_threads;
     o.max_connections = cfg.server.max_connections;
+    o.max_connections_per_client = cfg.server.max_connections_per_client;
+    o.max_unix_connections = cfg.server.max_unix_connections;
+    o.handshake_timeout = cfg.server.handshake_timeout;
     o.max_header_bytes = cfg.server.max_header_bytes;
     o.max_body_bytes = cfg.server.max_body_bytes;
     o.header_timeout = cfg.server.header_timeout;
@@ -107,6 +111,19 @@ api::ServerOptions server_options(const config::Config& cfg) {
     o.tls_client_ca = cfg.server.tls_client_ca;
     o.server_name = std::string("snapvirtd/") + SNAPVIRT_VERSION;
     return o;
+}
+
+// The soft descriptor limit up to the hard one (1024 by default, below the connection budgets);
+// the server sizes its budgets to whatever limit there is.
+void raise_descriptor_limit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == lim.rlim_max) return;
+    const rlim_t was = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) == 0)
+        spdlog::debug("Raised the descriptor limit from {} to {}.", was, lim.rlim_max);
+    else
+        spdlog::debug("Could not raise the descriptor limit from {}: {}.", was, std::strerror(errno));
 }
 
 bool has_tcp_listener(const config::Config& cfg) {
@@ -190,6 +207,7 @@ int run_daemon(const Flags& flags) {
         die(e.what(), 2);
     }
     daemon::setup_logging(cfg.log_level, cfg.log_format == "json" ? daemon::LogFormat::json : daemon::LogFormat::text);
+    raise_descriptor_limit();
 
     // Signals are taken by sigwait() below; every thread started from here on inherits the mask.
     const sigset_t signals = block_signals();

@@ -78,7 +78,7 @@ public:
         idem[key] = r;
     }
     Scope authenticate(const std::string& token) override {
-        if (token == "r-token") return Scope::read;
+        if (token == "r-token") return reader_revoked ? Scope::none : Scope::read;
         if (token == "w-token") return Scope::write;
         return Scope::none;
     }
@@ -98,6 +98,7 @@ public:
     std::map<std::string, StoredResponse> idem;
     int creates = 0;
     std::atomic<bool> ready{true};
+    std::atomic<bool> reader_revoked{false};
     std::thread::id blocking_thread;
 };
 
@@ -461,4 +462,135 @@ TEST_CASE("Two requests with one Idempotency-Key at once: one runs, the other is
     // Every answer is either the one job (first or replayed) or "still being answered".
     CHECK(accepted + conflicts == 8);
     CHECK(f.backend.creates == 1);
+}
+
+namespace {
+
+// Everything the server sends on a fresh connection for `bytes`, until it closes.
+std::string raw_exchange(const client::Url& url, const std::string& bytes) {
+    client::Connection c(url, {}, 3s);
+    c.send_raw(bytes);
+    try {
+        return c.read_raw(3s);
+    } catch (const client::TransportError&) {
+        return {};
+    }
+}
+
+}  // namespace
+
+TEST_CASE("Framing per RFC 9112: Transfer-Encoding, Host and Authorization", "[server][framing]") {
+    Fixture f;
+    const std::string inner = "GET /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w-token\r\n\r\n";
+    for (const std::string te : {"gzip", "identity", "xchunked", "chunked, identity"}) {
+        INFO(te);
+        const std::string answer = raw_exchange(
+            f.url, "POST /v1/jobs/x/cancel HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w-token\r\nTransfer-Encoding: " + te +
+                       "\r\n\r\n" + inner);
+        CHECK(answer.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK(answer.find("\"field\":\"Transfer-Encoding\"") != std::string::npos);
+        CHECK(answer.find("HTTP/1.1 ", 1) == std::string::npos);
+    }
+    CHECK(raw_exchange(f.url, "GET /healthz HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(raw_exchange(f.url, "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").rfind("HTTP/1.1 400", 0) == 0);
+    const std::string two_auth = raw_exchange(
+        f.url, "GET /v1/instances HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer w-token\r\nAuthorization: Bearer r-token\r\n\r\n");
+    CHECK(two_auth.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(two_auth.find("\"field\":\"Authorization\"") != std::string::npos);
+    // Exactly one chunked is fine, and so is HTTP/1.0 without a Host.
+    CHECK(raw_exchange(f.url, "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n")
+              .rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(raw_exchange(f.url, "GET /healthz HTTP/1.0\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+}
+
+TEST_CASE("A revoked token's busy event stream ends within a second", "[server][events][auth]") {
+    Fixture f;
+    client::Connection stream(f.url);
+    REQUIRE(stream.open_stream("/v1/events", {{"Authorization", "Bearer r-token"}}).status == 200);
+    std::atomic<bool> done{false};
+    std::thread publisher([&] {
+        for (int i = 0; !done; ++i) {
+            Job j;
+            j.id = "busy-" + std::to_string(i);
+            f.hub.job_updated(j);
+            std::this_thread::sleep_for(20ms);
+        }
+    });
+    for (int i = 0; i < 3; ++i) CHECK(stream.next_event(5s).has_value());
+    f.backend.reader_revoked = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    bool ended = false;
+    while (!ended && std::chrono::steady_clock::now() - t0 < 5s) {
+        try {
+            stream.next_event(100ms);
+        } catch (const client::TransportError&) {
+            ended = true;
+        }
+    }
+    done = true;
+    publisher.join();
+    CHECK(ended);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+}
+
+TEST_CASE("A quiet event stream notices a revoked token within a second too", "[server][events][auth]") {
+    ServerOptions o;
+    Fixture f(o);
+    client::Connection stream(f.url);
+    REQUIRE(stream.open_stream("/v1/events", {{"Authorization", "Bearer r-token"}}).status == 200);
+    f.backend.reader_revoked = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    bool ended = false;
+    while (!ended && std::chrono::steady_clock::now() - t0 < 5s) {
+        try {
+            stream.next_event(100ms);
+        } catch (const client::TransportError&) {
+            ended = true;
+        }
+    }
+    CHECK(ended);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+}
+
+TEST_CASE("The Unix socket has a connection budget of its own", "[server][limits]") {
+    ServerOptions o;
+    o.max_connections = 3;
+    Fixture f(o);
+    std::vector<std::unique_ptr<client::Connection>> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<client::Connection>(f.url));
+    std::this_thread::sleep_for(200ms);
+    CHECK(f.as().get("/v1/instances").status == 503);
+    CHECK(f.unix().get("/v1/instances").status == 200);
+}
+
+TEST_CASE("Under a spent budget an idle unproven connection gives its place to a new one", "[server][limits]") {
+    ServerOptions o;
+    o.max_connections = 3;
+    o.evict_unproven_after = 300ms;
+    Fixture f(o);
+    // One proven connection (a request with a token), kept open.
+    client::Connection proven(f.url);
+    CHECK(proven.request("GET", "/v1/instances", "", {{"Authorization", "Bearer r-token"}}).status == 200);
+    std::vector<std::unique_ptr<client::Connection>> idle;
+    for (int i = 0; i < 2; ++i) idle.push_back(std::make_unique<client::Connection>(f.url));
+    std::this_thread::sleep_for(500ms);
+    CHECK(f.as().get("/v1/instances").status == 200);
+    CHECK(f.as().get("/v1/instances").status == 200);
+    // The proven one was not the one to go.
+    CHECK(proven.request("GET", "/v1/instances", "", {{"Authorization", "Bearer r-token"}}).status == 200);
+}
+
+TEST_CASE("Per client address, TCP connections are capped", "[server][limits]") {
+    ServerOptions o;
+    o.max_connections_per_client = 2;
+    o.evict_unproven_after = 60s;
+    Fixture f(o);
+    std::vector<std::unique_ptr<client::Connection>> held;
+    for (int i = 0; i < 2; ++i) held.push_back(std::make_unique<client::Connection>(f.url));
+    std::this_thread::sleep_for(200ms);
+    const auto r = f.as().get("/v1/instances");
+    CHECK(r.status == 503);
+    CHECK(error_code(r) == "too_many_connections");
+    held.clear();
+    CHECK(test::eventually([&] { return f.as().get("/v1/instances").status == 200; }, 3s));
 }
