@@ -68,11 +68,16 @@ stack_root_chroot() {
   ' stack-root "$root" "$@"
 }
 
-# Makes the suite's root for the current package list, if missing, and prints its path.
+# Makes the suite's root for the current package list, if missing, and prints its path. One
+# run at a time makes roots (a lock in the cache); the others wait and then reuse them.
 stack_root_ensure() {
   local suite=$1
-  local root base
+  local root base lock
   root=$(stack_root_path "$suite")
+  if [ -f "$root/.snapvirt-complete" ]; then printf '%s\n' "$root"; return 0; fi
+  mkdir -p "$STACK_CACHE"
+  exec {lock}>"$STACK_CACHE/.lock"
+  flock "$lock"
   if [ -f "$root/.snapvirt-complete" ]; then printf '%s\n' "$root"; return 0; fi
   base=$(stack_root_base "$suite")
   log "Making the $suite root $root (apt-get inside the root; log: $root.log)"
