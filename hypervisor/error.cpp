@@ -7,6 +7,10 @@ namespace snapvirt::hv {
 Error::Error(Kind kind, std::string message, int code, int domain)
     : std::runtime_error(std::move(message)), kind_(kind), code_(code), domain_(domain) {}
 
+bool Error::about_xml() const noexcept {
+    return code_ == VIR_ERR_XML_ERROR || code_ == VIR_ERR_XML_DETAIL || code_ == VIR_ERR_XML_INVALID_SCHEMA;
+}
+
 Error Error::from_last(const std::string& context) {
     virError err{};
     virCopyLastError(&err);

@@ -28,6 +28,9 @@ public:
     Kind kind() const noexcept { return kind_; }
     int code() const noexcept { return code_; }
     int domain() const noexcept { return domain_; }
+    // libvirt could not parse or validate XML: its message quotes the document, which is
+    // snapvirtd's to log and never a client's to read.
+    bool about_xml() const noexcept;
 
 private:
     Kind kind_;

@@ -1,6 +1,6 @@
 #include "config/vocabulary.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <set>
 #include <string>

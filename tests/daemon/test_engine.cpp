@@ -2,6 +2,7 @@
 // validation, edits, deletes and reconciliation, hermetic and fast. The real-QEMU behaviour is
 // in tests/e2e.
 
+#include "daemon/api_errors.hpp"
 #include "daemon/engine.hpp"
 #include "hypervisor/hypervisor.hpp"
 #include "tests/support/daemon.hpp"
@@ -306,4 +307,27 @@ TEST_CASE("Reconciliation imports snapshots made behind snapvirt's back", "[engi
     auto job = h.engine->delete_snapshot(s.id, false);
     CHECK(h.wait(job.id).state == JobState::succeeded);
     CHECK(h.engine->list_instance_snapshots("db1").empty());
+}
+
+TEST_CASE("libvirt's XML context never reaches a client", "[engine]") {
+    // VIR_ERR_XML_DETAIL (libvirt's code 35): the message quotes the document.
+    const hv::Error xml(hv::Error::Kind::failed,
+                        "XML error: Char 0xFFFE out of allowed range\n<description>x\xef\xbf\xbe</description>\n^", 35);
+    try {
+        raise(xml);
+        FAIL("raise returned");
+    } catch (const api::ApiError& e) {
+        CHECK(e.code() == api::ErrorCode::hypervisor_error);
+        CHECK(std::string(e.what()).find("description") == std::string::npos);
+        CHECK(std::string(e.what()).find('\n') == std::string::npos);
+        CHECK(e.details()["libvirt_code"] == 35);
+    }
+    // Any other multi-line message: its first line only.
+    const hv::Error multi(hv::Error::Kind::failed, "internal error: something\nsecond line", 1);
+    try {
+        raise(multi);
+        FAIL("raise returned");
+    } catch (const api::ApiError& e) {
+        CHECK(std::string(e.what()) == "libvirt refused: internal error: something");
+    }
 }

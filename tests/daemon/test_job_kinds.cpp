@@ -3,7 +3,7 @@
 
 #include "daemon/jobs/job.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.hpp"
 
 #include <algorithm>
 

@@ -1,5 +1,6 @@
-// libvirtd going away and coming back while snapvirtd runs. These tests stop the host's
-// libvirtd, so they run alone (RUN_SERIAL).
+// libvirtd going away and coming back while snapvirtd runs. These tests stop and start the
+// libvirtd of the private stack scripts/test made for them (SNAPVIRT_STACK_DIR), never the
+// host's, and run alone (RUN_SERIAL).
 
 #include "tests/e2e/helpers.hpp"
 #include "tests/support/libvirtd.hpp"

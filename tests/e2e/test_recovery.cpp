@@ -2,6 +2,7 @@
 // points of every kind of job, a full disk, and renamed domains. Real libvirtd and QEMU.
 
 #include "tests/e2e/helpers.hpp"
+#include "tests/support/libvirtd.hpp"
 
 #include <sys/mount.h>
 
@@ -17,7 +18,7 @@ using json = nlohmann::json;
 namespace {
 
 int virsh(const std::string& args) {
-    const std::string cmd = "virsh -q -c qemu:///system " + args + " >/dev/null 2>&1";
+    const std::string cmd = "virsh -q -c '" + libvirt_uri() + "' " + args + " >/dev/null 2>&1";
     return std::system(cmd.c_str());
 }
 
@@ -124,7 +125,7 @@ TEST_CASE("A snapshot made with virsh appears as discovered, turns missing when 
     std::ofstream(editor) << "#!/bin/sh\nsed -i 's|<description>made by hand</description>|"
                              "<description>edited outside</description>|' \"$1\"\n";
     std::filesystem::permissions(editor, std::filesystem::perms::owner_all);
-    REQUIRE(std::system(("EDITOR=" + editor.string() + " virsh -q -c qemu:///system snapshot-edit " + g.name() +
+    REQUIRE(std::system(("EDITOR=" + editor.string() + " virsh -q -c '" + libvirt_uri() + "' snapshot-edit " + g.name() +
                          " --snapshotname outside >/dev/null 2>&1")
                             .c_str()) == 0);
     REQUIRE(eventually(

@@ -227,7 +227,7 @@ World& world() {
     return w;
 }
 
-// What Server::Impl::handle does, minus authentication and the I/O.
+// What Pipeline::handle (api/pipeline.cpp) does, minus authentication and the I/O.
 void handle(Request& req, Metrics& metrics) {
     World& w = world();
     std::string route_name = "unmatched";
