@@ -20,7 +20,7 @@ mkdir -p "$dir/run"
 log "A clean $suite root in $root (a copy of $base) with a clone of $(git -C "$SNAPVIRT_ROOT" rev-parse --short HEAD)"
 cp -a "$base" "$root"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-git clone -q "$SNAPVIRT_ROOT" "$root/root/snapvirt"
+git clone -q "$SNAPVIRT_ROOT" "$root/srv/snapvirt"
 
 RUN_PID=
 cleanup() {
@@ -65,11 +65,11 @@ unshare --mount --propagation private -- /bin/bash -c '
   mount --make-rslave "$root/dev"
   mount --bind "$run" "$root/run"
   exec chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd /root/snapvirt && exec scripts/run"
+    HOME=/root LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd /srv/snapvirt && exec scripts/run"
 ' fresh-root "$root" "$dir/run" >"$dir/run.log" 2>&1 &
 RUN_PID=$!
 
-token=$root/root/snapvirt/var/state/admin.token
+token=$root/srv/snapvirt/var/state/admin.token
 for _ in $(seq 1 2400); do   # up to an hour: packages and a whole build
   kill -0 "$RUN_PID" 2>/dev/null || { tail -30 "$dir/run.log" >&2; die "scripts/run exited"; }
   [ -s "$token" ] && curl -sf 127.0.0.1:8080/readyz >/dev/null 2>&1 && break
