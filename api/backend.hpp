@@ -45,6 +45,8 @@ public:
     virtual Job get_job(const std::string& id) = 0;
     virtual Job cancel_job(const std::string& id) = 0;
     virtual Readiness readiness() = 0;
+    // The host's facts as last read from libvirt; never waits for libvirt.
+    virtual Host host() = 0;
 
     // Idempotency-Key memory (24 h).
     virtual std::optional<StoredResponse> find_idempotent(const std::string& key) = 0;

@@ -87,6 +87,17 @@ struct Fields {
             out += "null";
         return *this;
     }
+    template <class E>
+    Fields& words(std::string_view k, const std::vector<E>& values) {
+        key(k);
+        out += '[';
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            if (i) out += ',';
+            write_string(out, to_string(values[i]));
+        }
+        out += ']';
+        return *this;
+    }
     void end() { out += first ? "{}" : "}"; }
 };
 
@@ -188,6 +199,22 @@ void write_json(std::string& out, const Job& j) {
         .opt_time("finished_at", j.finished_at)
         .error("error", j.error);
     if (j.recovered) f.boolean("recovered", true);
+    f.end();
+}
+
+void write_json(std::string& out, const Host& h) {
+    Fields f{out};
+    f.str("hostname", h.hostname)
+        .opt_str("libvirt_version", h.libvirt_version)
+        .opt_str("qemu_version", h.qemu_version)
+        .str("snapvirt_version", h.snapvirt_version)
+        .boolean("stale", h.stale);
+    f.key("capabilities");
+    Fields{out}
+        .words("modes", h.capabilities.modes)
+        .words("methods", h.capabilities.methods)
+        .boolean("external_revert", h.capabilities.external_revert)
+        .end();
     f.end();
 }
 

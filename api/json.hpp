@@ -18,6 +18,7 @@ void write_string(std::string& out, std::string_view s);
 void write_json(std::string& out, const Instance& i);
 void write_json(std::string& out, const Snapshot& s);
 void write_json(std::string& out, const Job& j);
+void write_json(std::string& out, const Host& h);
 
 template <class T>
 void write_json(std::string& out, const std::vector<T>& items) {

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace snapvirt::api {
 
@@ -45,6 +46,22 @@ struct EditSnapshotRequest {
 struct RevertRequest {
     RevertTarget start = RevertTarget::automatic;
     bool force = false;
+};
+
+// GET /v1/host: what the host runs and what snapvirt can do on it.
+struct HostCapabilities {
+    std::vector<SnapshotMode> modes;      // the modes a snapshot can be taken in
+    std::vector<SnapshotMethod> methods;  // the methods snapvirt takes snapshots with
+    bool external_revert = false;         // this libvirt reverts external snapshots
+};
+
+struct Host {
+    std::string hostname;
+    std::optional<std::string> libvirt_version;  // "9.0.0"; null until libvirt was reached once
+    std::optional<std::string> qemu_version;
+    std::string snapvirt_version;
+    bool stale = false;  // libvirt is unreachable: the versions are the last ones seen
+    HostCapabilities capabilities;
 };
 
 struct Readiness {

@@ -173,6 +173,13 @@ void add_health_routes(Router& router, Backend* b, const RouteOptions& options) 
     });
 }
 
+void add_host_routes(Router& router, Backend* b) {
+    router.add("GET", "/v1/host", Scope::read, Exec::io, [b](Request& req) {
+        check_query(req, {});
+        return object_response(b->host());
+    });
+}
+
 void add_instance_routes(Router& router, Backend* b) {
     router.add("GET", "/v1/instances", Scope::read, Exec::io, [b](Request& req) {
         check_query(req, {});
@@ -315,6 +322,7 @@ void add_service_routes(Router& router, const RouteOptions& options) {
 void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
     Backend* b = &backend;
     add_health_routes(router, b, options);
+    add_host_routes(router, b);
     add_instance_routes(router, b);
     add_snapshot_routes(router, b);
     add_job_routes(router, b);

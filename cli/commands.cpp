@@ -103,6 +103,11 @@ void more_hint(const Context& c, const json& page, const char* what) {
 
 // ---- instances -------------------------------------------------------------------------------
 
+Exit host_show(const Context& c) {
+    print_host(c.api.get("/v1/host"), c.format);
+    return Exit::ok;
+}
+
 Exit instances_list(const Context& c) {
     print_instances(c.api.get("/v1/instances")["items"], c.format);
     return Exit::ok;

@@ -59,6 +59,8 @@ struct DeleteArgs {
     WaitArgs wait;
 };
 
+Exit host_show(const Context& c);
+
 Exit instances_list(const Context& c);
 Exit instances_show(const Context& c, const std::string& instance);
 

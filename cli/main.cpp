@@ -14,10 +14,6 @@
 #include <map>
 #include <sstream>
 
-#ifndef SNAPVIRT_VERSION
-#define SNAPVIRT_VERSION "0.0.0"
-#endif
-
 namespace {
 
 using namespace snapvirt;
@@ -154,6 +150,11 @@ int main(int argc, char** argv) {
     app.add_flag("--quiet", g.quiet, "No progress or summary lines on stderr (errors still)");
 
     std::map<const CLI::App*, std::function<Exit(const Context&)>> run;
+
+    // ---- host --------------------------------------------------------------------------------
+    auto* host = app.add_subcommand("host", "Show the host: its name, libvirt, QEMU and snapvirt versions, capabilities");
+    run[host] = [](const Context& c) { return host_show(c); };
+    examples(host, "  snapvirt host\n  snapvirt host -o json\n");
 
     // ---- instances ---------------------------------------------------------------------------
     auto* instances = app.add_subcommand("instances", "List the hypervisor's instances (libvirt domains)");

@@ -400,6 +400,33 @@ void print_instance(const json& i, const json& snapshots, Format format) {
     }
 }
 
+void print_host(const json& h, Format format) {
+    if (format == Format::json) return print_json(h);
+    if (format == Format::id) {
+        std::cout << clean(str(h["hostname"])) << "\n";
+        return;
+    }
+    const auto joined = [](const json& words) {
+        std::string out;
+        for (const auto& w : words) out += (out.empty() ? "" : ", ") + clean(str(w));
+        return out.empty() ? std::string("(none)") : out;
+    };
+    const auto version = [&](const json& v) {
+        if (!v.is_string()) return std::string("(not known yet: libvirt not reached)");
+        return clean(str(v)) + (h.value("stale", false) ? " (last seen; libvirt unreachable)" : "");
+    };
+    const json& caps = h["capabilities"];
+    print_details(std::cout, {
+                                 {"Host", clean(str(h["hostname"]))},
+                                 {"libvirt", version(h["libvirt_version"])},
+                                 {"QEMU", version(h["qemu_version"])},
+                                 {"snapvirt", clean(str(h["snapvirt_version"]))},
+                                 {"Modes", joined(caps["modes"])},
+                                 {"Methods", joined(caps["methods"])},
+                                 {"External revert", caps.value("external_revert", false) ? "yes" : "no"},
+                             });
+}
+
 // ---- progress --------------------------------------------------------------------------------
 
 Progress::Progress(ProgressMode mode, std::string label) : mode_(mode), label_(std::move(label)) {}

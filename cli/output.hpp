@@ -67,6 +67,7 @@ void print_jobs(const json& items, Format format);
 void print_job(const json& job, Format format);
 void print_instances(const json& items, Format format);
 void print_instance(const json& instance, const json& snapshots, Format format);
+void print_host(const json& host, Format format);
 
 // ---- progress --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 //   JobQueue (daemon/job_queue.*)        which instance is busy, the workers, cancellation
 //   job kinds (daemon/jobs/)             what each kind of job does, and its crash recovery
 //   Reconciler (daemon/reconciler.*)     the catalog kept in line with libvirt
-//   PauseTracker, TokenCache, EngineMetrics
+//   PauseTracker, TokenCache, EngineMetrics, HostFactsCache
 // It resolves names, checks requests, writes the rows a job starts from, and turns the
 // catalog's and the hypervisor's errors into the API's.
 //
@@ -15,6 +15,7 @@
 #include "daemon/catalog.hpp"
 #include "daemon/engine_metrics.hpp"
 #include "daemon/engine_options.hpp"
+#include "daemon/host_facts.hpp"
 #include "daemon/job_queue.hpp"
 #include "daemon/jobs/job.hpp"
 #include "daemon/pause_tracker.hpp"
@@ -64,6 +65,7 @@ public:
     api::Job get_job(const std::string& id) override;
     api::Job cancel_job(const std::string& id) override;
     api::Readiness readiness() override;
+    api::Host host() override { return host_facts_.view(!hv_.connected()); }
     std::optional<api::StoredResponse> find_idempotent(const std::string& key) override;
     void remember_idempotent(const std::string& key, const api::StoredResponse& response) override;
     api::Scope authenticate(const std::string& token) override { return tokens_.authenticate(token); }
@@ -79,6 +81,7 @@ private:
     bool job_holds(const std::string& uuid) override { return queue_.busy_job(uuid).has_value(); }
     void publish_instance(const std::string& uuid) override;
     void recover_jobs() override;
+    void refresh_host() override { host_facts_.store(hv_.host_facts()); }
 
     // Views (engine.cpp).
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
@@ -103,6 +106,7 @@ private:
     JobQueue queue_;
     Reconciler reconciler_;
     JobServices services_;
+    HostFactsCache host_facts_;
     std::atomic<bool> recovered_once_{false};
     // Bumped when libvirt's reachability changes (instances turn stale or fresh).
     std::atomic<std::uint64_t> view_changes_{0};

@@ -31,10 +31,6 @@
 #include <thread>
 #include <unistd.h>
 
-#ifndef SNAPVIRT_VERSION
-#define SNAPVIRT_VERSION "0.0.0"
-#endif
-
 namespace {
 
 using namespace snapvirt;

@@ -106,11 +106,15 @@ void Reconciler::join() {
 
 void Reconciler::on_connected() {
     settle_requested_ = true;
+    enqueue({Task::Kind::read_host, ""});
     enqueue({Task::Kind::recover, ""});
     enqueue({Task::Kind::reconcile_all, ""});
 }
 
-void Reconciler::reconcile_all_soon() { enqueue({Task::Kind::reconcile_all, ""}); }
+void Reconciler::reconcile_all_soon() {
+    enqueue({Task::Kind::read_host, ""});
+    enqueue({Task::Kind::reconcile_all, ""});
+}
 
 void Reconciler::on_lifecycle(const hv::LifecycleEvent& ev) {
     enqueue({ev.defined_or_undefined() ? Task::Kind::reconcile_instance : Task::Kind::refresh_instance, ev.uuid});
@@ -149,6 +153,7 @@ void Reconciler::loop() {
             const bool settling = settling_rounds_ > 0;
             if (settling) --settling_rounds_;
             next_periodic = std::chrono::steady_clock::now() + (settling ? settle_interval : opts_.reconcile_interval);
+            tasks_.insert({Task::Kind::read_host, ""});
             tasks_.insert({Task::Kind::reconcile_all, ""});
         }
         const Task task = *tasks_.begin();
@@ -163,6 +168,7 @@ void Reconciler::run(const Task& task) {
     try {
         if (!hv_.connected()) return;
         switch (task.kind) {
+            case Task::Kind::read_host: host_.refresh_host(); break;
             case Task::Kind::recover:
                 host_.recover_jobs();
                 recovered_ = true;

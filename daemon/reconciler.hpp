@@ -35,6 +35,8 @@ public:
     // Ends the jobs an earlier run (or a libvirt outage) left unfinished. Throws hv::Error
     // (unavailable) to be called again at the next connection.
     virtual void recover_jobs() = 0;
+    // Reads the host's facts (versions, name) from libvirt into the engine's cache.
+    virtual void refresh_host() = 0;
 };
 
 class Reconciler {
@@ -48,7 +50,7 @@ public:
     void join();
 
     // Requests, served by the maintenance thread.
-    void on_connected();  // recover, reconcile, then reconcile again soon a few times
+    void on_connected();  // read the host, recover, reconcile, then reconcile again soon a few times
     void reconcile_all_soon();
     void on_lifecycle(const hv::LifecycleEvent& event);
 
@@ -63,7 +65,8 @@ public:
 
 private:
     struct Task {
-        enum class Kind { recover, reconcile_all, reconcile_instance, refresh_instance } kind;
+        // In the order they run: the host's facts first, then recovery, then the catalog.
+        enum class Kind { read_host, recover, reconcile_all, reconcile_instance, refresh_instance } kind;
         std::string uuid;
         bool operator<(const Task& o) const { return std::tie(kind, uuid) < std::tie(o.kind, o.uuid); }
     };

@@ -63,6 +63,8 @@ public:
     virtual std::optional<DomainInfo> find_domain(const std::string& name_or_uuid) = 0;
     virtual DomainConfig domain_config(const std::string& domain_uuid) = 0;
     virtual std::vector<SnapshotInfo> list_snapshots(const std::string& domain_uuid) = 0;
+    // The host's name and the libvirtd's and hypervisor's versions.
+    virtual HostFacts host_facts() = 0;
 
     // Power.
     virtual void shutdown(const std::string& domain_uuid) = 0;

@@ -28,6 +28,11 @@ const char* to_string(DomainState s) {
     return "other";
 }
 
+std::string Version::to_string() const {
+    return std::to_string(number / 1'000'000) + "." + std::to_string(number / 1'000 % 1'000) + "." +
+           std::to_string(number % 1'000);
+}
+
 bool LifecycleEvent::suspended() const { return event == VIR_DOMAIN_EVENT_SUSPENDED; }
 bool LifecycleEvent::resumed() const { return event == VIR_DOMAIN_EVENT_RESUMED; }
 bool LifecycleEvent::defined_or_undefined() const {
@@ -309,6 +314,22 @@ public:
                 if (e.kind() == Error::Kind::domain_not_found) return std::nullopt;
                 throw;
             }
+        });
+    }
+
+    HostFacts host_facts() override {
+        return with_conn([&](virConnectPtr c) {
+            HostFacts facts;
+            unsigned long libvirt = 0;
+            if (virConnectGetLibVersion(c, &libvirt) < 0) throw Error::from_last("Reading libvirtd's version failed");
+            unsigned long hypervisor = 0;
+            if (virConnectGetVersion(c, &hypervisor) < 0)
+                throw Error::from_last("Reading the hypervisor's version failed");
+            facts.libvirt.number = libvirt;
+            facts.hypervisor.number = hypervisor;
+            facts.hostname = take_string(virConnectGetHostname(c));
+            if (facts.hostname.empty()) virResetLastError();  // the caller knows a fallback
+            return facts;
         });
     }
 

@@ -4,6 +4,7 @@
 #include "config/vocabulary.hpp"
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,6 +58,24 @@ struct SnapshotInfo {
 };
 
 enum class RevertStart { automatic, running, paused };
+
+// A version as libvirt encodes it: major * 1,000,000 + minor * 1,000 + micro.
+struct Version {
+    std::uint64_t number = 0;
+    std::string to_string() const;  // "9.0.0"
+    friend constexpr auto operator<=>(const Version&, const Version&) = default;
+};
+
+// The first libvirt that reverts external snapshots (virDomainRevertToSnapshot on one).
+inline constexpr Version libvirt_external_revert{9'007'000};
+
+// What the connected host says about itself (read when the connection comes up).
+struct HostFacts {
+    std::string hostname;  // libvirtd's host name; empty if libvirt would not say
+    Version libvirt;       // the connected libvirtd's own version, not the client library's
+    Version hypervisor;    // the hypervisor's (QEMU's) version
+    bool can_revert_external() const { return libvirt >= libvirt_external_revert; }
+};
 
 struct LifecycleEvent {
     std::string uuid;

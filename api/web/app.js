@@ -212,7 +212,8 @@ const store = {
   instancesLoaded: false,
   snapshots: new Map(), // id → Snapshot
   jobs: new Map(), // id → Job
-  version: '',
+  version: '', // snapvirtd's, from /healthz (no token needed)
+  host: null, // GET /v1/host, once a token is known
 };
 
 // What an event told us last, per object: an answer to a request sent before that event is older
@@ -795,6 +796,28 @@ function renderConnection() {
   el.replaceChildren(h('span', { class: 'dot', 'aria-hidden': 'true' }), t('conn.' + connection));
 }
 
+// "hv1 · libvirt 9.0.0 · QEMU 7.2.0 · snapvirt 0.1.0"; the versions libvirt has not told yet are left out.
+function footerText() {
+  const host = store.host;
+  if (!host) return store.version ? t('footer', { version: store.version }) : '';
+  const parts = [host.hostname];
+  if (host.libvirt_version) parts.push(t('footer.libvirt', { version: host.libvirt_version }));
+  if (host.qemu_version) parts.push(t('footer.qemu', { version: host.qemu_version }));
+  parts.push(t('footer.snapvirt', { version: host.snapvirt_version }));
+  if (host.stale) parts.push(t('footer.stale'));
+  return parts.join(' · ');
+}
+
+function loadHost() {
+  api
+    .get('/v1/host', { noPrompt: true })
+    .then((host) => {
+      store.host = host;
+      renderNav();
+    })
+    .catch(() => {});
+}
+
 function renderNav() {
   const route = parseRoute();
   const section = route.name === 'overview' || route.name === 'snapshot' ? 'snapshots' : 'instances';
@@ -805,7 +828,7 @@ function renderNav() {
     h('p', { class: 'nav-group' }, t('nav.compute')),
     link('instances', '#/instances', 'server', NAMES.instances),
     link('snapshots', '#/snapshots', 'layers', NAMES.snapshots),
-    h('p', { class: 'nav-foot' }, store.version ? t('footer', { version: store.version }) : ''),
+    h('p', { class: 'nav-foot' }, footerText()),
   );
   document.getElementById('sidebar').setAttribute('aria-label', t('nav.label'));
 }
@@ -1584,6 +1607,8 @@ function start() {
       renderConnection();
     },
     onOpen(reconnected) {
+      // The stream is authenticated now; the host may have changed (libvirt upgraded) meanwhile.
+      loadHost();
       // Whatever happened while we were not listening: read it again.
       if (reconnected && view && view.refresh) view.refresh();
     },

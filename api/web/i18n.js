@@ -240,6 +240,10 @@ const en = {
   'unit.ms': '{n} ms',
   'unit.mib': '{n} MiB',
   'footer': 'snapvirtd {version}',
+  'footer.libvirt': 'libvirt {version}',
+  'footer.qemu': 'QEMU {version}',
+  'footer.snapvirt': 'snapvirt {version}',
+  'footer.stale': 'libvirt unreachable',
 };
 
 const de = {
@@ -478,6 +482,10 @@ const de = {
   'unit.ms': '{n} ms',
   'unit.mib': '{n} MiB',
   'footer': 'snapvirtd {version}',
+  'footer.libvirt': 'libvirt {version}',
+  'footer.qemu': 'QEMU {version}',
+  'footer.snapvirt': 'snapvirt {version}',
+  'footer.stale': 'libvirt nicht erreichbar',
 };
 
 const dictionaries = { en, de };

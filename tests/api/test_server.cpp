@@ -67,6 +67,17 @@ public:
     }
     Job cancel_job(const std::string& id) override { return get_job(id); }
     Readiness readiness() override { return {ready, ready ? "" : "libvirt is unreachable: test."}; }
+    Host host() override {
+        Host h;
+        h.hostname = "hv1";
+        h.libvirt_version = "9.0.0";
+        h.qemu_version = "7.2.0";
+        h.snapvirt_version = "0.1.0";
+        h.stale = !ready;
+        h.capabilities = {{snapvirt::SnapshotMode::memory, snapvirt::SnapshotMode::stopped},
+                          {snapvirt::SnapshotMethod::internal}, false};
+        return h;
+    }
     std::optional<StoredResponse> find_idempotent(const std::string& key) override {
         std::lock_guard lock(mu);
         auto it = idem.find(key);
@@ -411,6 +422,7 @@ TEST_CASE("Cacheable reads are reused only while the generation stays the same",
         Job get_job(const std::string&) override { return {}; }
         Job cancel_job(const std::string&) override { return {}; }
         Readiness readiness() override { return {true, ""}; }
+        Host host() override { return {}; }
         std::optional<StoredResponse> find_idempotent(const std::string&) override { return std::nullopt; }
         void remember_idempotent(const std::string&, const StoredResponse&) override {}
         Scope authenticate(const std::string&) override { return Scope::write; }

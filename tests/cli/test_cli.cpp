@@ -358,6 +358,17 @@ TEST_CASE("Over the Unix socket the CLI does the same without a token", "[cli]")
     Run r = cli({"instances", "show", g.name(), "-o", "json"});
     REQUIRE(r.exit == ok);
     CHECK(r.doc()["uuid"] == g.uuid());
+    // `host`: the API's Host as it is, and as Key: value lines.
+    const json host = d.unix_client().get("/v1/host").json();
+    r = cli({"host", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc() == host);
+    r = cli({"host"});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, host["hostname"].get<std::string>()));
+    CHECK(contains(r.out, host["libvirt_version"].get<std::string>()));
+    CHECK(contains(r.out, host["qemu_version"].get<std::string>()));
+    CHECK(contains(r.out, host["snapvirt_version"].get<std::string>()));
     lifecycle(cli, d.unix_client(), g);
 }
 
@@ -602,6 +613,7 @@ TEST_CASE("Authentication failures exit 6 and an unreachable daemon exits 7", "[
 TEST_CASE("Every command has --help, the main help documents the exit codes, --version prints the version", "[cli]") {
     const std::vector<std::vector<std::string>> commands = {
         {},
+        {"host"},
         {"instances"},
         {"instances", "list"},
         {"instances", "show"},

@@ -9,6 +9,9 @@
 
 #include "tests/support/catch.hpp"
 
+#include <libvirt/libvirt.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -330,4 +333,46 @@ TEST_CASE("libvirt's XML context never reaches a client", "[engine]") {
     } catch (const api::ApiError& e) {
         CHECK(std::string(e.what()) == "libvirt refused: internal error: something");
     }
+}
+
+namespace {
+
+// libvirt's encoding (major * 1,000,000 + minor * 1,000 + micro), as the API spells it.
+std::string dotted(unsigned long v) {
+    return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." + std::to_string(v % 1000);
+}
+
+}  // namespace
+
+TEST_CASE("The host's versions and name are what libvirt says, answered from the engine's cache", "[engine]") {
+    // What libvirt says on a connection of the test's own to the same driver.
+    virConnectPtr direct = virConnectOpen("test:///default");
+    REQUIRE(direct);
+    unsigned long lib = 0;
+    unsigned long hyp = 0;
+    CHECK(virConnectGetLibVersion(direct, &lib) == 0);
+    CHECK(virConnectGetVersion(direct, &hyp) == 0);
+    char* name = virConnectGetHostname(direct);
+    const std::string hostname = name ? name : "";
+    std::free(name);
+    virConnectClose(direct);
+    REQUIRE(lib > 0);
+    REQUIRE(!hostname.empty());
+
+    Harness h;
+    api::Host host;
+    REQUIRE(test::eventually(
+        [&] {
+            host = h.engine->host();
+            return host.libvirt_version.has_value();
+        },
+        5s, 10ms));
+    CHECK(host.libvirt_version == dotted(lib));
+    CHECK(host.qemu_version == dotted(hyp));
+    CHECK(host.hostname == hostname);
+    CHECK(host.snapvirt_version == SNAPVIRT_VERSION);
+    CHECK_FALSE(host.stale);
+    CHECK(host.capabilities.external_revert == (lib >= 9007000));
+    CHECK(host.capabilities.modes == std::vector<SnapshotMode>{SnapshotMode::memory, SnapshotMode::stopped});
+    CHECK(host.capabilities.methods == std::vector<SnapshotMethod>{SnapshotMethod::internal});
 }

@@ -1,11 +1,14 @@
 // Instances through the HTTP API of the built snapvirtd, against the real libvirtd and QEMU.
 
 #include "tests/e2e/helpers.hpp"
+#include "tests/support/libvirtd.hpp"
 
+#include <libvirt/libvirt.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 using namespace snapvirt;
@@ -18,6 +21,11 @@ nlohmann::json find_instance(const nlohmann::json& items, const std::string& nam
     for (const auto& i : items)
         if (i["name"] == name) return i;
     return nullptr;
+}
+
+// libvirt's encoding (major * 1,000,000 + minor * 1,000 + micro), as the API spells it.
+std::string dotted(unsigned long v) {
+    return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." + std::to_string(v % 1000);
 }
 
 }  // namespace
@@ -119,4 +127,37 @@ TEST_CASE("A malformed config or an unknown flag stops start-up with a one-line 
         CHECK_THAT(out, Catch::StartsWith("snapvirtd "));
     }
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("The host reports the versions the connected libvirtd reports", "[e2e][host]") {
+    // What the libvirtd says on a connection of the test's own.
+    virConnectPtr direct = virConnectOpen(libvirt_uri().c_str());
+    REQUIRE(direct);
+    unsigned long lib = 0;
+    unsigned long hyp = 0;
+    CHECK(virConnectGetLibVersion(direct, &lib) == 0);
+    CHECK(virConnectGetVersion(direct, &hyp) == 0);
+    char* name = virConnectGetHostname(direct);
+    const std::string hostname = name ? name : "";
+    std::free(name);
+    virConnectClose(direct);
+    REQUIRE(lib > 0);
+
+    Daemon d;
+    const auto r = d.client().get("/v1/host");
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    const auto host = r.json();
+    CHECK(host["libvirt_version"] == dotted(lib));
+    CHECK(host["qemu_version"] == dotted(hyp));
+    CHECK(host["hostname"] == hostname);
+    CHECK(host["stale"] == false);
+    CHECK(host["snapvirt_version"] == d.client().get("/healthz").json()["version"]);
+    // Reverting external snapshots came with libvirt 9.7.0.
+    CHECK(host["capabilities"]["external_revert"] == (lib >= 9007000));
+    CHECK(host["capabilities"]["modes"] == nlohmann::json{"memory", "stopped"});
+    CHECK(host["capabilities"]["methods"] == nlohmann::json{"internal"});
+
+    // A read token is enough; no token is not.
+    CHECK(client::Client(d.url()).get("/v1/host").status == 401);
 }

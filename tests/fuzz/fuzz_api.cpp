@@ -178,6 +178,17 @@ public:
         return make_job(id, snapvirt::JobKind::create, snapvirt::JobState::cancelled);
     }
     Readiness readiness() override { return {ready_ = !ready_, "libvirt is unreachable: fuzz."}; }
+    Host host() override {
+        Host h;
+        h.hostname = "fuzz\x01host\xff";  // written escaped, never raw
+        h.libvirt_version = ready_ ? std::optional<std::string>("11.3.0") : std::nullopt;
+        h.snapvirt_version = "0.1.0";
+        h.stale = !ready_;
+        h.capabilities.modes = {snapvirt::SnapshotMode::memory};
+        h.capabilities.methods = {snapvirt::SnapshotMethod::internal, snapvirt::SnapshotMethod::external};
+        h.capabilities.external_revert = true;
+        return h;
+    }
     std::optional<StoredResponse> find_idempotent(const std::string& key) override {
         if (key == "replay") return StoredResponse{"0000", 202, "{\"job\":{}}", "/v1/jobs/x"};
         return std::nullopt;

@@ -40,6 +40,15 @@ public:
     api::Job get_job(const std::string&) override { return {}; }
     api::Job cancel_job(const std::string&) override { return {}; }
     api::Readiness readiness() override { return {true, ""}; }
+    api::Host host() override {
+        api::Host h;
+        h.hostname = "hv1";
+        h.libvirt_version = "9.0.0";
+        h.qemu_version = "7.2.0";
+        h.snapvirt_version = "0.1.0";
+        h.capabilities = {{SnapshotMode::memory, SnapshotMode::stopped}, {SnapshotMethod::internal}, false};
+        return h;
+    }
     std::optional<api::StoredResponse> find_idempotent(const std::string&) override { return std::nullopt; }
     void remember_idempotent(const std::string&, const api::StoredResponse&) override {}
     api::Scope authenticate(const std::string&) override { return api::Scope::write; }

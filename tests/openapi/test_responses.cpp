@@ -114,6 +114,10 @@ TEST_CASE("Every endpoint answers a real guest as the document says", "[openapi]
     CHECK(rec.get(anonymous, "/ui/no-such-asset.css").status == 404);
     CHECK(rec.get(c, "/metrics").status == 200);
     CHECK(rec.get(reader, "/metrics").status == 200);
+    auto host = rec.get(c, "/v1/host");
+    CHECK(host.status == 200);
+    CHECK_FALSE(host.json()["libvirt_version"].is_null());
+    CHECK(rec.get(reader, "/v1/host").status == 200);
     CHECK(rec.get(c, "/v1/instances").status == 200);
     CHECK(rec.get(unix_c, "/v1/instances").status == 200);
     CHECK(rec.get(reader, "/v1/instances").status == 200);
@@ -264,6 +268,7 @@ TEST_CASE("Every endpoint answers a real guest as the document says", "[openapi]
     CHECK(rec.get(bad_token, "/v1/jobs").status == 401);
     CHECK(rec.get(anonymous, "/metrics").status == 401);
     CHECK(rec.get(anonymous, "/v1/events").status == 401);
+    CHECK(rec.get(anonymous, "/v1/host").status == 401);
     CHECK(rec.post(anonymous, gi + "/snapshots", {{"mode", "memory"}}).status == 401);
     CHECK(error_code(rec.post(reader, gi + "/snapshots", {{"mode", "memory"}})) == "forbidden");
     CHECK(error_code(rec.patch(reader, "/v1/snapshots/" + mem_id, {{"description", "x"}})) == "forbidden");
@@ -345,6 +350,12 @@ TEST_CASE("An unreachable libvirt is answered with 503 as the document says", "[
     CHECK(rec.get(c, "/v1/snapshots").status == 200);
     CHECK(rec.get(c, "/v1/jobs").status == 200);
     CHECK(rec.get(c, "/healthz").status == 200);
+    // Never reached libvirt: no versions yet, and stale.
+    auto host = rec.get(c, "/v1/host");
+    REQUIRE(host.status == 200);
+    CHECK(host.json()["libvirt_version"].is_null());
+    CHECK(host.json()["qemu_version"].is_null());
+    CHECK(host.json()["stale"] == true);
 }
 
 TEST_CASE("The live metrics pass promtool check metrics", "[openapi][metrics]") {

@@ -34,6 +34,7 @@ public:
     api::Job get_job(const std::string&) override { no(); }
     api::Job cancel_job(const std::string&) override { no(); }
     api::Readiness readiness() override { no(); }
+    api::Host host() override { no(); }
     std::optional<api::StoredResponse> find_idempotent(const std::string&) override { no(); }
     void remember_idempotent(const std::string&, const api::StoredResponse&) override { no(); }
     api::Scope authenticate(const std::string&) override { no(); }
@@ -71,6 +72,7 @@ const std::map<std::pair<std::string, std::string>, api::Scope>& contract() {
         {{"GET", "/ui/{asset}"}, api::Scope::none},
         {{"GET", "/metrics"}, api::Scope::read},
         {{"GET", "/v1/events"}, api::Scope::read},
+        {{"GET", "/v1/host"}, api::Scope::read},
         {{"GET", "/v1/instances"}, api::Scope::read},
         {{"GET", "/v1/instances/{instance}"}, api::Scope::read},
         {{"GET", "/v1/instances/{instance}/snapshots"}, api::Scope::read},

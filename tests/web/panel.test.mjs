@@ -339,6 +339,12 @@ for (const lang of ['en', 'de']) {
       await waitText(row, new RegExp(esc(L.running)));
       const offRow = page.getByRole('row').filter({ has: page.getByRole('link', exact(off)) });
       await waitText(offRow, new RegExp(esc(L.shutoff)));
+      // The footer names the host as GET /v1/host does.
+      const host = await apiGet('/v1/host');
+      assert.equal(host.status, 200);
+      assert.ok(host.body.libvirt_version && host.body.qemu_version, 'the daemon has reached libvirt');
+      const footer = `${host.body.hostname} · libvirt ${host.body.libvirt_version} · QEMU ${host.body.qemu_version} · snapvirt ${host.body.snapvirt_version}`;
+      await waitText(page.locator('.nav-foot'), new RegExp('^' + esc(footer) + '$'));
       await shot(page, `${lang}-instances`);
     });
 
