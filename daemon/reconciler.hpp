@@ -1,5 +1,6 @@
 #pragma once
-// The reconciler: keeps the catalog in line with libvirt. A maintenance thread imports
+// The reconciler: keeps the catalog in line with libvirt. A maintenance thread reads the host's
+// facts (versions, name) for the engine's cache when libvirt (re)connects and each round, imports
 // snapshots made behind snapvirt's back, marks vanished ones missing, follows domain events,
 // runs crash recovery first after every (re)connection, forgets old history, and gives idle
 // memory back.

@@ -260,6 +260,25 @@ TEST_CASE("readyz answers 503 with the reason", "[server]") {
     CHECK_THAT(r.json()["error"]["message"].get<std::string>(), Catch::Contains("unreachable"));
 }
 
+TEST_CASE("GET /v1/host answers the backend's host with a read token, also while libvirt is away", "[server]") {
+    Fixture f;
+    CHECK(f.as("").get("/v1/host").status == 401);
+    auto r = f.as("r-token").get("/v1/host");
+    REQUIRE(r.status == 200);
+    const auto host = r.json();
+    CHECK(host["hostname"] == "hv1");
+    CHECK(host["libvirt_version"] == "9.0.0");
+    CHECK(host["qemu_version"] == "7.2.0");
+    CHECK(host["snapvirt_version"] == "0.1.0");
+    CHECK(host["stale"] == false);
+    CHECK(host["capabilities"] == nlohmann::json{{"modes", {"memory", "stopped"}}, {"methods", {"internal"}},
+                                                 {"external_revert", false}});
+    f.backend.ready = false;
+    r = f.as().get("/v1/host");
+    REQUIRE(r.status == 200);
+    CHECK(r.json()["stale"] == true);
+}
+
 TEST_CASE("A job long-poll answers as soon as the job ends", "[server]") {
     Fixture f;
     const auto created = f.as().post("/v1/instances/web1/snapshots", {{"mode", "memory"}}).json();
