@@ -77,7 +77,7 @@ public:
 
 private:
     // ReconcilerHost
-    bool instance_busy(const std::string& uuid) override { return queue_.busy(uuid); }
+    std::unique_ptr<JobQueue::Edit> hold_if_free(const std::string& uuid) override { return queue_.hold_if_free(uuid); }
     bool job_holds(const std::string& uuid) override { return queue_.busy_job(uuid).has_value(); }
     void publish_instance(const std::string& uuid) override;
     void recover_jobs() override;

@@ -131,6 +131,13 @@ std::unique_ptr<JobQueue::Edit> JobQueue::begin_edit(const std::string& uuid, co
     return std::make_unique<Edit>(*this, uuid);
 }
 
+std::unique_ptr<JobQueue::Edit> JobQueue::hold_if_free(const std::string& uuid) {
+    std::lock_guard lock(mu_);
+    if (busy_.count(uuid) || editing_.count(uuid)) return nullptr;
+    editing_.insert(uuid);
+    return std::make_unique<Edit>(*this, uuid);
+}
+
 // ---- cancellation ------------------------------------------------------------------------------
 
 JobQueue::Cancel JobQueue::cancel(const Job& job) {

@@ -199,7 +199,8 @@ void Reconciler::reconcile_all() {
     for (const auto& gone : catalog_.mark_absent_except(uuids)) mark_instance_gone(gone);
     for (const auto& d : domains) {
         try {
-            if (host_.instance_busy(d.uuid)) continue;  // its job reconciles it
+            const auto hold = host_.hold_if_free(d.uuid);
+            if (!hold) continue;  // its job reconciles it
             sync_instance(d.uuid, &d);
         } catch (const hv::Error& e) {
             if (e.kind() == hv::Error::Kind::unavailable) throw;
@@ -244,7 +245,8 @@ void Reconciler::refresh_instance(const std::string& uuid) {
 
 void Reconciler::reconcile_instance(const std::string& uuid) {
     if (!recovered_) return;
-    if (host_.instance_busy(uuid)) return;  // its job reconciles when it ends
+    const auto hold = host_.hold_if_free(uuid);
+    if (!hold) return;  // its job reconciles when it ends
     sync_instance(uuid);
 }
 

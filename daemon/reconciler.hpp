@@ -11,6 +11,7 @@
 
 #include "api/backend.hpp"
 #include "daemon/catalog.hpp"
+#include "daemon/job_queue.hpp"
 #include "daemon/engine_options.hpp"
 #include "hypervisor/hypervisor.hpp"
 
@@ -28,8 +29,10 @@ namespace snapvirt::daemon {
 class ReconcilerHost {
 public:
     virtual ~ReconcilerHost() = default;
-    // A job or an edit owns the instance: it reconciles the instance itself when it ends.
-    virtual bool instance_busy(const std::string& uuid) = 0;
+    // Holds the instance while its snapshots are read from libvirt, so that no job or edit
+    // changes them meanwhile; nullptr when a job or an edit owns it (and reconciles it itself
+    // when it ends).
+    virtual std::unique_ptr<JobQueue::Edit> hold_if_free(const std::string& uuid) = 0;
     // A job (queued, running or waiting for recovery) owns the instance.
     virtual bool job_holds(const std::string& uuid) = 0;
     virtual void publish_instance(const std::string& uuid) = 0;
