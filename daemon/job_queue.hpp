@@ -80,10 +80,10 @@ public:
     std::unique_ptr<Edit> begin_edit(const std::string& uuid, const std::string& instance_name,
                                      const std::function<void()>& check);
     // Holds a free instance like an edit while reconciliation reads its snapshots from libvirt:
-    // no job or edit starts on it meanwhile (they wait the few milliseconds). libvirtd 9.0
-    // crashed (in virDomainMomentForEachChild) when a domain's snapshot tree was read while a
-    // job changed it; see docs/libvirt-crash.md. nullptr when a job or an edit holds the
-    // instance: that one reconciles it when it ends.
+    // no job or edit starts on it meanwhile (they wait the few milliseconds), so a snapshot a
+    // job has just added to the catalog is never compared with a libvirt that does not have
+    // it yet (it was marked missing). nullptr when a job or an edit holds the instance: that
+    // one reconciles it when it ends.
     std::unique_ptr<Edit> hold_if_free(const std::string& uuid);
 
     // ---- cancellation ------------------------------------------------------------------------
