@@ -32,7 +32,10 @@ public:
         ctx_.intent({{"step", "delete"}, {"snapshot", root.name}, {"children", children}});
         ctx_.phase(JobPhase::deleting);
         if (was(root.id) != missing) {
-            delete_in_libvirt(root.name, children);
+            if (children)
+                delete_subtree(root.name);
+            else
+                delete_in_libvirt(root.name, false);
         } else if (children) {
             // The root is gone from libvirt; its descendants may not be. Leaves first.
             for (auto it = targets.rbegin(); it != targets.rend(); ++it)
@@ -67,6 +70,23 @@ public:
     }
 
 private:
+    // libvirtd 9.0 crashed inside its own subtree delete (VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN,
+    // docs/libvirt-crash.md), so the subtree is deleted here, as libvirt has it now: one
+    // snapshot at a time, every descendant before its ancestor, each a leaf when it goes.
+    void delete_subtree(const std::string& root_name) {
+        const std::vector<hv::SnapshotInfo> live = s_.hv.list_snapshots(uuid_);
+        std::vector<std::string> order{root_name};  // breadth first: descendants after ancestors
+        for (std::size_t i = 0; i < order.size(); ++i)
+            for (const auto& l : live)
+                if (l.parent && *l.parent == order[i]) order.push_back(l.name);
+        std::size_t done = 0;
+        for (auto it = order.rbegin(); it != order.rend(); ++it) {
+            delete_in_libvirt(*it, false);
+            ctx_.job().progress.percent = static_cast<int>(100 * ++done / (order.size() + 1));
+            ctx_.save_job();
+        }
+    }
+
     void delete_in_libvirt(const std::string& name, bool subtree) {
         try {
             ctx_.lane().delete_snapshot(uuid_, name, subtree, false);

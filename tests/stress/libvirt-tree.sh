@@ -49,6 +49,12 @@ cleanup() {
 trap cleanup EXIT
 
 libvirtd_pid=$(cat "$SNAPVIRT_STACK_DIR/libvirtd.pid")
+# SNAPVIRT_STRESS_DEBUG=1: libvirtd logs every RPC call and snapshot step (to see what ran
+# when it crashed).
+if [ "${SNAPVIRT_STRESS_DEBUG:-}" = 1 ]; then
+  virt-admin -c libvirtd:///system daemon-log-filters "1:daemon.remote 1:rpc.server 1:qemu.qemu_snapshot 1:conf.snapshot_conf 1:conf.virdomainmomentobjlist 4:*" >/dev/null
+  virt-admin -c libvirtd:///system daemon-log-outputs "1:file:$dir/libvirtd-debug.log" >/dev/null
+fi
 for d in "${domains[@]}"; do
   qemu-img create -q -f qcow2 "$dir/$d.qcow2" 16M
   cat >"$dir/$d.xml" <<XML
