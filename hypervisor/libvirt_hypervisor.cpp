@@ -327,8 +327,6 @@ public:
                 throw Error::from_last("Reading the hypervisor's version failed");
             facts.libvirt.number = libvirt;
             facts.hypervisor.number = hypervisor;
-            facts.hostname = take_string(virConnectGetHostname(c));
-            if (facts.hostname.empty()) virResetLastError();  // the caller knows a fallback
             return facts;
         });
     }

@@ -71,7 +71,7 @@ inline constexpr Version libvirt_external_revert{9'007'000};
 
 // What the connected host says about itself (read when the connection comes up).
 struct HostFacts {
-    std::string hostname;  // libvirtd's host name; empty if libvirt would not say
+    std::string hostname;  // empty: snapvirtd runs on libvirt's host and names it itself
     Version libvirt;       // the connected libvirtd's own version, not the client library's
     Version hypervisor;    // the hypervisor's (QEMU's) version
     bool can_revert_external() const { return libvirt >= libvirt_external_revert; }

@@ -3,6 +3,7 @@
 #include "tests/e2e/helpers.hpp"
 #include "tests/support/libvirtd.hpp"
 
+#include <unistd.h>
 #include <libvirt/libvirt.h>
 #include <sys/wait.h>
 
@@ -137,9 +138,9 @@ TEST_CASE("The host reports the versions the connected libvirtd reports", "[e2e]
     unsigned long hyp = 0;
     CHECK(virConnectGetLibVersion(direct, &lib) == 0);
     CHECK(virConnectGetVersion(direct, &hyp) == 0);
-    char* name = virConnectGetHostname(direct);
-    const std::string hostname = name ? name : "";
-    std::free(name);
+    char name[256] = {};  // snapvirtd runs on libvirt's host: the host's name as its kernel knows it
+    REQUIRE(::gethostname(name, sizeof name - 1) == 0);
+    const std::string hostname = name;
     virConnectClose(direct);
     REQUIRE(lib > 0);
 
