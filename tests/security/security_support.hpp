@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace snapvirt::sec {
 
 namespace fs = std::filesystem;
@@ -80,5 +82,13 @@ struct Outcome {
     bool www_authenticate = false;
 };
 Outcome call(const client::Client& c, const std::string& method, const std::string& target, const std::string& body = {});
+
+// Raw sockets a test opened, closed when it ends.
+struct Fds {
+    std::vector<int> fds;
+    ~Fds() {
+        for (int fd : fds) ::close(fd);
+    }
+};
 
 }  // namespace snapvirt::sec

@@ -23,13 +23,6 @@ using namespace std::string_literals;
 
 namespace {
 
-struct Fds {
-    std::vector<int> fds;
-    ~Fds() {
-        for (int fd : fds) ::close(fd);
-    }
-};
-
 // A TCP connection to 127.0.0.1:port from the loopback address `source` (127.0.0.2, ...),
 // so that one test can play several client addresses; -1 on failure.
 int connect_from(const char* source, std::uint16_t port) {

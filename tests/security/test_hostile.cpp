@@ -17,13 +17,6 @@ using namespace std::string_literals;
 
 namespace {
 
-struct Fds {
-    std::vector<int> fds;
-    ~Fds() {
-        for (int fd : fds) ::close(fd);
-    }
-};
-
 // Sends raw bytes on a fresh connection and returns what comes back until the server closes
 // (or `wait` passes).
 std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds wait = 1500ms) {
