@@ -21,6 +21,12 @@ public:
     virtual void snapshot_updated(const Snapshot& snapshot) = 0;
     virtual void snapshot_deleted(const Snapshot& snapshot) = 0;
     virtual void instance_updated(const Instance& instance) = 0;
+    // TODO(schedules): pure once the event hub implements them (helpers' branches compile meanwhile).
+    virtual void schedule_created(const Schedule&) {}
+    virtual void schedule_updated(const Schedule&) {}
+    virtual void schedule_deleted(const Schedule&) {}
+    // A run got an outcome (running included).
+    virtual void schedule_run(const Schedule&, const ScheduleRun&) {}
 };
 
 enum class Scope { none = 0, read = 1, write = 2 };
@@ -44,6 +50,17 @@ public:
     virtual Page<Job> list_jobs(const JobQuery& query) = 0;
     virtual Job get_job(const std::string& id) = 0;
     virtual Job cancel_job(const std::string& id) = 0;
+    // Schedules (docs/api.md, "Schedules"). create/edit validate what api/ cannot (the cron
+    // expression, the time zone, the limits) and throw invalid_request naming the field.
+    // TODO(schedules): pure once daemon/ implements them (helpers' branches compile meanwhile).
+    virtual std::vector<Schedule> list_instance_schedules(const std::string&) { throw unimplemented(); }
+    virtual Page<Schedule> list_schedules(const ScheduleQuery&) { throw unimplemented(); }
+    virtual Schedule get_schedule(const std::string&) { throw unimplemented(); }
+    virtual Schedule create_schedule(const std::string&, const ScheduleRequest&) { throw unimplemented(); }  // blocking
+    virtual Schedule edit_schedule(const std::string&, const ScheduleRequest&) { throw unimplemented(); }
+    virtual void delete_schedule(const std::string&, bool /*with_snapshots*/) { throw unimplemented(); }
+    static ApiError unimplemented() { return ApiError(ErrorCode::not_found, "Schedules are not built yet."); }
+
     virtual Readiness readiness() = 0;
     // The host's facts as last read from libvirt; never waits for libvirt.
     virtual Host host() = 0;

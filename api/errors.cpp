@@ -12,6 +12,7 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::instance_not_found: return "instance_not_found";
         case ErrorCode::snapshot_not_found: return "snapshot_not_found";
         case ErrorCode::job_not_found: return "job_not_found";
+        case ErrorCode::schedule_not_found: return "schedule_not_found";
         case ErrorCode::not_found: return "not_found";
         case ErrorCode::method_not_allowed: return "method_not_allowed";
         case ErrorCode::body_too_large: return "body_too_large";
@@ -19,6 +20,7 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::header_too_large: return "header_too_large";
         case ErrorCode::instance_busy: return "instance_busy";
         case ErrorCode::snapshot_exists: return "snapshot_exists";
+        case ErrorCode::schedule_exists: return "schedule_exists";
         case ErrorCode::snapshot_limit_reached: return "snapshot_limit_reached";
         case ErrorCode::snapshot_not_ready: return "snapshot_not_ready";
         case ErrorCode::idempotency_conflict: return "idempotency_conflict";
@@ -44,6 +46,7 @@ int http_status(ErrorCode code) {
         case ErrorCode::instance_not_found:
         case ErrorCode::snapshot_not_found:
         case ErrorCode::job_not_found:
+        case ErrorCode::schedule_not_found:
         case ErrorCode::not_found: return 404;
         case ErrorCode::method_not_allowed: return 405;
         case ErrorCode::body_too_large: return 413;
@@ -51,6 +54,7 @@ int http_status(ErrorCode code) {
         case ErrorCode::header_too_large: return 431;
         case ErrorCode::instance_busy:
         case ErrorCode::snapshot_exists:
+        case ErrorCode::schedule_exists:
         case ErrorCode::snapshot_limit_reached:
         case ErrorCode::snapshot_not_ready:
         case ErrorCode::idempotency_conflict:

@@ -17,6 +17,9 @@ using snapvirt::Job;
 using snapvirt::JobQuery;
 using snapvirt::Page;
 using snapvirt::Progress;
+using snapvirt::Schedule;
+using snapvirt::ScheduleQuery;
+using snapvirt::ScheduleRun;
 using snapvirt::Snapshot;
 using snapvirt::SnapshotQuery;
 using snapvirt::StoredResponse;
@@ -31,6 +34,28 @@ struct CreateSnapshotRequest {
     std::optional<unsigned> shutdown_timeout_s;
     bool force_stop = false;
     bool keep_stopped = false;
+    // Set by the daemon's scheduler only (api/ never does): the run this create is. The create's
+    // job and the schedule's run (outcome running) are then recorded in one transaction.
+    std::optional<std::string> schedule_id;
+    std::optional<TimeMs> schedule_slot;
+};
+
+// POST /v1/instances/{instance}/schedules (required fields set) and PATCH /v1/schedules/{id}
+// (only the fields sent are set). For the fields JSON null may clear, the outer optional says
+// "sent", the inner one the value (nullopt: cleared).
+struct ScheduleRequest {
+    std::optional<std::string> name;
+    std::optional<std::string> cron;
+    std::optional<std::string> timezone;
+    std::optional<SnapshotMode> mode;
+    std::optional<unsigned> shutdown_timeout_s;
+    std::optional<bool> force_stop;
+    std::optional<bool> keep_stopped;
+    std::optional<std::optional<std::string>> display_name_template;
+    std::optional<std::optional<unsigned>> keep_last;
+    std::optional<std::optional<std::string>> max_age;
+    std::optional<unsigned> jitter_s;
+    std::optional<bool> enabled;
 };
 
 struct CreateSnapshotResult {

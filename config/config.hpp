@@ -70,12 +70,22 @@ struct JobConfig {
     std::chrono::seconds shutdown_grace{30};    // SIGTERM: how long running jobs may finish
 };
 
+// Schedules (docs/api.md, "Schedules").
+struct ScheduleConfig {
+    unsigned busy_retry_s = 10;        // a run that finds its instance busy tries again after this
+    unsigned busy_window_s = 600;      // ... until this has passed (at most until the next slot): missed
+    unsigned catch_up_window_s = 0;    // after downtime, a missed slot this young runs once; 0 = one period
+    unsigned max_per_instance = 32;    // schedules one instance may have
+    static constexpr unsigned jitter_max_s = 3600;
+};
+
 struct Config {
     ServerConfig server;
     std::string libvirt_uri = "qemu:///system";
     std::filesystem::path state_dir = "/var/lib/snapvirt";
     SnapshotConfig snapshots;
     JobConfig jobs;
+    ScheduleConfig schedules;
     std::chrono::seconds reconcile_interval{60};
     std::string log_level = "info";
     std::string log_format = "text";            // text | json

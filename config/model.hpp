@@ -51,7 +51,50 @@ struct Snapshot {
     std::optional<std::uint64_t> size_bytes;
     std::optional<std::uint64_t> guest_paused_ms;
     std::string origin = "api";      // api discovered
+    std::optional<std::string> schedule_id;  // the schedule whose run took it
     std::optional<ErrorInfo> error;
+};
+
+// The options of a snapshot as a request or a schedule gives them.
+struct StoppedOptions {
+    std::optional<unsigned> shutdown_timeout_s;  // unset: snapshots.shutdown_timeout_s
+    bool force_stop = false;
+    bool keep_stopped = false;
+};
+
+// One run of a schedule: the slot it was for, when it got its outcome, its job.
+struct ScheduleRun {
+    TimeMs slot = 0;   // the time the cron expression named
+    TimeMs at = 0;     // when the outcome was recorded
+    std::optional<std::string> job_id;
+    ScheduleOutcome outcome = ScheduleOutcome::running;
+    std::optional<ErrorInfo> error;
+};
+
+// A schedule (docs/api.md, "Schedules").
+struct Schedule {
+    std::string id;
+    InstanceRef instance;
+    std::string name;
+    std::string cron;
+    std::string timezone = "UTC";
+    SnapshotMode mode = SnapshotMode::memory;
+    StoppedOptions stopped;  // stopped mode only
+    std::optional<std::string> display_name_template;  // unset: "{schedule} {datetime}"
+    std::optional<unsigned> keep_last;
+    std::optional<std::string> max_age;  // "7d" as given; parsed by the daemon's schedule code
+    unsigned jitter_s = 0;
+    bool enabled = true;
+    std::optional<TimeMs> next_run_at;  // null while disabled
+    std::optional<ScheduleRun> last_run;
+    TimeMs created_at = 0;
+    TimeMs updated_at = 0;
+};
+
+struct ScheduleQuery {
+    std::optional<std::string> instance;
+    unsigned limit = 100;
+    std::optional<std::string> cursor;
 };
 
 struct Progress {

@@ -48,6 +48,11 @@ enum class JobPhase {
 // How a revert leaves the guest: as the snapshot was (auto), running, paused or stopped.
 enum class RevertTarget { automatic, running, paused, stopped };
 
+// How a schedule's run at one slot ended (docs/api.md, "Schedules"): its job is queued or
+// running, the job succeeded or failed, the instance stayed busy past the window (missed), or
+// it was not in a state for the mode and no job was made (skipped).
+enum class ScheduleOutcome { running, succeeded, failed, missed, skipped };
+
 // The spelling of each value, in declaration order.
 template <class E>
 struct Words;
@@ -80,6 +85,11 @@ struct Words<JobPhase> {
 template <>
 struct Words<RevertTarget> {
     static constexpr std::array<const char*, 4> names{"auto", "running", "paused", "stopped"};
+};
+
+template <>
+struct Words<ScheduleOutcome> {
+    static constexpr std::array<const char*, 5> names{"running", "succeeded", "failed", "missed", "skipped"};
 };
 
 template <class E>

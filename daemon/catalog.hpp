@@ -91,6 +91,36 @@ public:
     std::vector<JobRecord> unfinished_jobs();
     std::int64_t forget_jobs_before(TimeMs t);
 
+    // ---- schedules (catalog_schedules.cpp) -------------------------------------------------
+    // A schedule's row carries its last run (the run with the newest slot) when read.
+    // Throws sql::Error (Kind::conflict) for a name the instance already has.
+    void insert_schedule(const Schedule& s);
+    void update_schedule(const Schedule& s);  // every writable field and next_run_at, updated_at
+    // Deletes the schedule and its runs. Its snapshots get schedule_id null (they become
+    // ordinary ones), unless `keep_snapshot_links`: then they keep it, and with no schedule of
+    // that id left, retention deletes them (orphaned_schedule_snapshots).
+    void delete_schedule(const std::string& id, bool keep_snapshot_links);
+    std::optional<Schedule> schedule(const std::string& id);
+    std::vector<Schedule> instance_schedules(const std::string& instance_uuid);  // by name
+    std::vector<Schedule> all_schedules();                                       // for the scheduler
+    // Throws CatalogError(Kind::bad_cursor) for a cursor it never handed out.
+    Page<Schedule> query_schedules(const ScheduleQuery& q, const std::optional<std::string>& instance_uuid);
+    std::uint64_t count_schedules(const std::string& instance_uuid);
+    // The snapshots a schedule's runs took, oldest first.
+    std::vector<Snapshot> schedule_snapshots(const std::string& schedule_id);
+    // Snapshots whose schedule_id names no schedule any more: left by DELETE
+    // /v1/schedules/{id}?snapshots=true for retention to delete one by one. Oldest first.
+    std::vector<Snapshot> orphaned_schedule_snapshots();
+
+    // A run is recorded once per (schedule, slot): inserting a slot already recorded throws
+    // sql::Error (Kind::conflict). The create job's row and its run's row are written in one
+    // transaction, so a slot is never run twice, also across a crash.
+    void insert_schedule_run(const std::string& schedule_id, const ScheduleRun& run);
+    void update_schedule_run(const std::string& schedule_id, const ScheduleRun& run);  // by slot
+    std::optional<ScheduleRun> schedule_run(const std::string& schedule_id, TimeMs slot);
+    // Runs whose outcome is still `running`, with their schedule's id.
+    std::vector<std::pair<std::string, ScheduleRun>> running_schedule_runs();
+
     // ---- idempotency -----------------------------------------------------------------------
     std::optional<StoredResponse> idempotent(const std::string& key, TimeMs not_before);
     void remember_idempotent(const std::string& key, const StoredResponse& r, TimeMs now);

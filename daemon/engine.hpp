@@ -83,6 +83,10 @@ private:
     void recover_jobs() override;
     void refresh_host() override { host_facts_.store(hv_.host_facts()); }
 
+    // The scheduler (engine_scheduling.cpp) looks at the schedules again: one was made,
+    // changed or deleted.
+    void schedules_changed();
+
     // Views (engine.cpp).
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
     api::Instance decorate(api::Instance i);
