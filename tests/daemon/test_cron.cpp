@@ -332,7 +332,7 @@ TEST_CASE("Cron: a zone with a half-hour offset (Asia/Kolkata, +05:30)", "[cron]
     CHECK(slots("15 0 * * mon", "Asia/Kolkata", "2026-11-27T00:00:00Z", 1) == V{"2026-11-29T18:45:00Z"});
 }
 
-TEST_CASE("Cron: last_at_or_before finds the newest slot in (not_before, at]", "[cron]") {
+TEST_CASE("Cron: last_at_or_before finds the newest slot after not_before and not after at", "[cron]") {
     CHECK(last("0 2 * * *", "UTC", "2026-11-27T12:00:00Z", "2026-11-20T00:00:00Z") == "2026-11-27T02:00:00Z");
     CHECK(last("0 2 * * *", "UTC", "2026-11-27T02:00:00Z", "2026-11-20T00:00:00Z") == "2026-11-27T02:00:00Z");
     CHECK(last("0 2 * * *", "UTC", "2026-11-27T01:59:59Z", "2026-11-20T00:00:00Z") == "2026-11-26T02:00:00Z");
