@@ -470,6 +470,8 @@ std::optional<LocalSeconds> prev_local(const Cron::Fields& f, LocalSeconds from,
 std::optional<TimeMs> Cron::next_after(TimeMs after, const TimeZone& zone) const {
     static const TimeZone utc = TimeZone::locate("UTC");
     const TimeZone& z = zone.impl_ ? zone : utc;
+    if (!fields_)
+        return std::nullopt;  // a default-constructed Cron names no slot
     const SysSeconds after_s = sys_floor(after);
     LocalSeconds from = to_local(*z.impl_, after_s);
     const date::local_days limit = date::floor<Days>(from) + Days{366 * search_years};
@@ -492,7 +494,7 @@ std::optional<TimeMs> Cron::next_after(TimeMs after, const TimeZone& zone) const
 std::optional<TimeMs> Cron::last_at_or_before(TimeMs at, TimeMs not_before, const TimeZone& zone) const {
     static const TimeZone utc = TimeZone::locate("UTC");
     const TimeZone& z = zone.impl_ ? zone : utc;
-    if (at <= not_before)
+    if (!fields_ || at <= not_before)
         return std::nullopt;
     const SysSeconds at_s = sys_floor(at);
     LocalSeconds from = to_local(*z.impl_, at_s);
@@ -507,8 +509,10 @@ std::optional<TimeMs> Cron::last_at_or_before(TimeMs at, TimeMs not_before, cons
                 from = overlap_end - seconds{1};
         }
     }
-    const LocalSeconds floor_local = to_local(*z.impl_, sys_floor(not_before));
-    const date::local_days limit = date::floor<Days>(floor_local) - Days{1};
+    // Back to the day before not_before's, but no further than next_after looks ahead: any slot
+    // is found within that, and a window reaching further back gains nothing.
+    const SysSeconds earliest = std::max(sys_floor(not_before), at_s - Days{366 * search_years});
+    const date::local_days limit = date::floor<Days>(to_local(*z.impl_, earliest)) - Days{1};
     while (const auto candidate = prev_local(*fields_, from, limit)) {
         const Resolved r = resolve(*z.impl_, *candidate);
         if (!r.first) {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -342,6 +343,12 @@ TEST_CASE("Cron: last_at_or_before finds the newest slot after not_before and no
     CHECK(last("0 0 29 2 *", "UTC", "2026-11-27T00:00:00Z", "2026-01-01T00:00:00Z") == "none");
     CHECK(last("0 0 29 2 *", "UTC", "2026-11-27T00:00:00Z", "2023-01-01T00:00:00Z") == "2024-02-29T00:00:00Z");
     CHECK(last("0 0 1 jan *", "UTC", "2027-06-01T00:00:00Z", "2026-01-01T00:00:00Z") == "2027-01-01T00:00:00Z");
+    CHECK(last("0 0 1 jan *", "Etc/UTC", "2027-06-01T00:00:00Z", "2026-01-01T00:00:00Z") == "2027-01-01T00:00:00Z");
+    // An unbounded window still finds the newest slot, at once.
+    const std::optional<TimeMs> newest = Cron::parse("0 0 29 2 *").last_at_or_before(
+        utc("2026-11-27T00:00:00Z"), std::numeric_limits<TimeMs>::min(), TimeZone::locate("Europe/Berlin"));
+    REQUIRE(newest);
+    CHECK(iso(*newest) == "2024-02-28T23:00:00Z");
     // Europe/Berlin: 02:30 on 2026-03-29 did not exist; on 2026-10-25 it was at 02:30 CEST.
     CHECK(last("30 2 * * *", "Europe/Berlin", "2026-03-29T12:00:00Z", "2026-03-20T00:00:00Z") == "2026-03-28T01:30:00Z");
     CHECK(last("30 2 * * *", "Europe/Berlin", "2026-10-25T01:10:00Z", "2026-10-20T00:00:00Z") == "2026-10-25T00:30:00Z");
