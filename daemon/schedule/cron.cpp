@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -206,7 +207,7 @@ int parse_value(const FieldSpec& spec, std::string_view field, std::string_view 
 }
 
 // One field: a comma-separated list of `*`, `a`, `a-b`, each optionally with `/step`.
-// Returns the set of values (indexes min..max) and whether the field starts with '*'.
+// Returns the set of values, indexed by value (0..max).
 std::vector<bool> parse_field(const FieldSpec& spec, std::string_view field) {
     std::vector<bool> set(std::size_t(spec.max) + 1, false);
     std::size_t pos = 0;
@@ -396,20 +397,15 @@ std::optional<seconds> next_time_of_day(const Cron::Fields& f, seconds tod) {
 // The largest matching time of day <= tod, or nullopt.
 std::optional<seconds> prev_time_of_day(const Cron::Fields& f, seconds tod) {
     const int h0 = int(tod.count() / 3600), m0 = int(tod.count() / 60 % 60), s0 = int(tod.count() % 60);
-    const auto last_le = [](const std::vector<int>& v, int x) -> std::optional<std::size_t> {
-        const auto it = std::upper_bound(v.begin(), v.end(), x);
-        if (it == v.begin())
-            return std::nullopt;
-        return std::size_t(it - v.begin() - 1);
-    };
-    for (auto hi = last_le(f.hours, h0); hi; hi = *hi == 0 ? std::nullopt : std::optional<std::size_t>(*hi - 1)) {
-        const int h = f.hours[*hi];
-        const int m_to = h == h0 ? m0 : 59;
-        for (auto mi = last_le(f.minutes, m_to); mi; mi = *mi == 0 ? std::nullopt : std::optional<std::size_t>(*mi - 1)) {
-            const int m = f.minutes[*mi];
-            const int s_to = (h == h0 && m == m0) ? s0 : 59;
-            if (const auto si = last_le(f.seconds, s_to))
-                return seconds{h * 3600 + m * 60 + f.seconds[*si]};
+    for (auto h = std::make_reverse_iterator(std::upper_bound(f.hours.begin(), f.hours.end(), h0));
+         h != f.hours.rend(); ++h) {
+        const int m_to = *h == h0 ? m0 : 59;
+        for (auto m = std::make_reverse_iterator(std::upper_bound(f.minutes.begin(), f.minutes.end(), m_to));
+             m != f.minutes.rend(); ++m) {
+            const int s_to = (*h == h0 && *m == m0) ? s0 : 59;
+            const auto s = std::upper_bound(f.seconds.begin(), f.seconds.end(), s_to);
+            if (s != f.seconds.begin())
+                return seconds{*h * 3600 + *m * 60 + *std::prev(s)};
         }
     }
     return std::nullopt;
