@@ -35,7 +35,7 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-// An IANA time zone ("UTC", "Europe/Berlin").
+// An IANA time zone ("UTC", "Europe/Berlin"). A default-constructed TimeZone reads as UTC.
 class TimeZone {
 public:
     // Throws TimeZoneError for a name the tz database does not know.
