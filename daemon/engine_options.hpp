@@ -16,6 +16,7 @@ struct EngineOptions {
     unsigned shutdown_timeout_s = config::SnapshotConfig{}.shutdown_timeout_s;
     std::chrono::seconds reconcile_interval = config::Config{}.reconcile_interval;
     unsigned history_days = config::JobConfig{}.history_days;
+    config::ScheduleConfig schedules;  // [schedules]
     std::chrono::milliseconds poll_interval{200};
     // Test-only pauses at named points of a job (a JobPhase's word, or it and ".after"), from
     // the environment variable SNAPVIRT_TEST_DELAYS="point=ms,point=ms".
