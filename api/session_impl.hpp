@@ -1,3 +1,8 @@
+#pragma once
+// Session<Stream>'s definitions, included only by session_tcp.cpp, session_tls.cpp and
+// session_unix.cpp: each instantiates the session for one transport, so the three (the
+// heaviest Beast code of the build) compile in parallel.
+
 #include "api/session.hpp"
 
 #include <boost/asio/redirect_error.hpp>
@@ -299,9 +304,5 @@ void Session<Stream>::access_log(const Request& req, int status, std::size_t byt
                  theirs, info_.peer,
                  log_escape(req.method), log_escape(req.target), status, bytes, ms);
 }
-
-template class Session<TcpStream>;
-template class Session<TlsStream>;
-template class Session<UnixStream>;
 
 }  // namespace snapvirt::api
