@@ -44,7 +44,9 @@ public:
     void schedule_created(const Schedule& s) override { add("schedule.created", s.name); }
     void schedule_updated(const Schedule& s) override { add("schedule.updated", s.name); }
     void schedule_deleted(const Schedule& s) override { add("schedule.deleted", s.name); }
-    void schedule_run(const Schedule& s, const ScheduleRun&) override { add("schedule.run", s.name); }
+    void schedule_run(const Schedule& s, const ScheduleRun& r) override {
+        add("schedule.run", s.name + ":" + to_string(r.outcome));
+    }
     std::size_t count(const std::string& type) {
         std::lock_guard lock(mu_);
         std::size_t n = 0;
