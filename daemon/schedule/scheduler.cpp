@@ -257,7 +257,7 @@ void Scheduler::follow_runs(TimeMs now) {
             run.error = ErrorInfo{"internal", "The run's job " + in_quotes(job_id) + " is gone from the catalog."};
         } else if (job->state == JobState::succeeded) {
             run.outcome = ScheduleOutcome::succeeded;
-            just_taken_[s->id] = job->snapshot_id;
+            if (job->snapshot_id) just_taken_[s->id] = *job->snapshot_id;
             retention_due_.insert(s->id);
         } else if (job->error) {
             run.error = job->error;

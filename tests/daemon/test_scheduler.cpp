@@ -107,7 +107,7 @@ public:
         j.state = ok ? JobState::succeeded : JobState::failed;
         j.finished_at = clock_.now();
         if (!ok) j.error = ErrorInfo{"create_failed", "libvirt refused."};
-        auto snap = c_.snapshot(j.snapshot_id);
+        auto snap = (j.snapshot_id ? c_.snapshot(*j.snapshot_id) : std::nullopt);
         if (j.kind == JobKind::create && snap) {
             if (ok) {
                 snap->state = SnapshotState::ready;
@@ -210,7 +210,7 @@ TEST_CASE("A schedule's slot runs once, at its time, and gets its job's outcome"
     REQUIRE(run);
     CHECK(run->outcome == ScheduleOutcome::running);
     CHECK(w.c.schedule("s1")->next_run_at == T0 + 2 * MIN);
-    const auto snap = w.c.job(w.host.creates[0])->job.snapshot_id;
+    const auto snap = w.c.job(w.host.creates[0])->job.snapshot_id.value();
     CHECK(w.c.snapshot(snap)->display_name == "sched-s1 2026-12-01 00:01");
 
     w.at(T0 + MIN + 5 * SEC);
@@ -246,7 +246,7 @@ TEST_CASE("A run whose display name is taken gets #2", "[scheduler]") {
     w.at(T0 + MIN);
     sched.tick();
     REQUIRE(w.host.creates.size() == 1);
-    CHECK(w.c.snapshot(w.c.job(w.host.creates[0])->job.snapshot_id)->display_name == "sched-s1 2026-12-01 00:01 #2");
+    CHECK(w.c.snapshot(w.c.job(w.host.creates[0])->job.snapshot_id.value())->display_name == "sched-s1 2026-12-01 00:01 #2");
 }
 
 TEST_CASE("A busy instance is retried every busy_retry_s, then the run is missed", "[scheduler]") {
@@ -391,12 +391,12 @@ TEST_CASE("Retention deletes the schedule's oldest beyond keep_last, one job at 
     w.at(T0 + MIN);
     sched.tick();
     REQUIRE(w.host.creates.size() == 1);
-    const std::string taken = w.c.job(w.host.creates[0])->job.snapshot_id;
+    const std::string taken = w.c.job(w.host.creates[0])->job.snapshot_id.value();
     w.host.finish(w.host.creates[0]);
     settle();
 
     std::vector<std::string> deleted_order;
-    for (const auto& id : w.host.deletes) deleted_order.push_back(w.c.job(id)->job.snapshot_id);
+    for (const auto& id : w.host.deletes) deleted_order.push_back(w.c.job(id)->job.snapshot_id.value());
     // s1 had a, b, c, d(reverting), x + the run: keep the newest two (c and the run); d is in
     // flight and never touched; s2's own retention removed other1 (oldest first).
     CHECK(std::find(deleted_order.begin(), deleted_order.end(), "manual1") == deleted_order.end());
@@ -427,7 +427,7 @@ TEST_CASE("max_age retention never deletes the snapshot the run just took", "[sc
     Scheduler sched(w.opts, w.c, w.host, w.clock);
     sched.tick();  // start-up retention: "old" is past max_age
     REQUIRE(w.host.deletes.size() == 1);
-    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id == "old");
+    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id.value() == "old");
     w.host.finish(w.host.deletes[0]);
     sched.tick();
     CHECK(w.host.deletes.size() == 1);
@@ -435,13 +435,13 @@ TEST_CASE("max_age retention never deletes the snapshot the run just took", "[sc
     w.at(T0 + MIN);
     sched.tick();
     REQUIRE(w.host.creates.size() == 1);
-    const std::string taken = w.c.job(w.host.creates[0])->job.snapshot_id;
+    const std::string taken = w.c.job(w.host.creates[0])->job.snapshot_id.value();
     // The job takes long: by its end its own snapshot is past max_age too.
     w.at(T0 + 4 * MIN - 1);
     w.host.finish(w.host.creates[0]);
     sched.tick();
     REQUIRE(w.host.deletes.size() == 2);
-    CHECK(w.c.job(w.host.deletes[1])->job.snapshot_id == "young");
+    CHECK(w.c.job(w.host.deletes[1])->job.snapshot_id.value() == "young");
     w.host.finish(w.host.deletes[1]);
     sched.tick();
     CHECK(w.host.deletes.size() == 2);
@@ -461,7 +461,7 @@ TEST_CASE("Retention on a busy instance tries again later", "[scheduler]") {
     w.at(T0 + 10 * SEC);
     sched.tick();
     REQUIRE(w.host.deletes.size() == 1);
-    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id == "a");
+    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id.value() == "a");
 }
 
 TEST_CASE("At the snapshot limit the schedule's own oldest make room, down to keep_last - 1", "[scheduler]") {
@@ -479,7 +479,7 @@ TEST_CASE("At the snapshot limit the schedule's own oldest make room, down to ke
     sched.tick();
     CHECK(w.host.creates.empty());
     REQUIRE(w.host.deletes.size() == 1);
-    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id == "own1");
+    CHECK(w.c.job(w.host.deletes[0])->job.snapshot_id.value() == "own1");
     w.host.finish(w.host.deletes[0]);
     sched.tick();
     REQUIRE(w.host.creates.size() == 1);
