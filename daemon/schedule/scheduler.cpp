@@ -254,7 +254,7 @@ void Scheduler::follow_runs(TimeMs now) {
         if (!s) continue;  // deleted meanwhile, and its runs with it
         ScheduleRun run{tracked.slot, now, job_id, ScheduleOutcome::failed, std::nullopt};
         if (!job) {
-            run.error = ErrorInfo{"internal", "The run's job " + in_quotes(job_id) + " is gone from the catalog."};
+            run.error = ErrorInfo{api::code_name(ErrorCode::internal), "The run's job " + in_quotes(job_id) + " is gone from the catalog."};
         } else if (job->state == JobState::succeeded) {
             run.outcome = ScheduleOutcome::succeeded;
             if (job->snapshot_id) just_taken_[s->id] = *job->snapshot_id;
@@ -322,7 +322,7 @@ bool Scheduler::try_submit(const Schedule& s, Pending& p, TimeMs now) {
         return true;
     } catch (const std::exception& e) {
         spdlog::error("Schedule {} could not submit its run: {}", in_quotes(s.name), e.what());
-        record(s, ScheduleRun{p.slot, now, std::nullopt, ScheduleOutcome::failed, ErrorInfo{"internal", e.what()}},
+        record(s, ScheduleRun{p.slot, now, std::nullopt, ScheduleOutcome::failed, ErrorInfo{api::code_name(ErrorCode::internal), e.what()}},
                true);
         return true;
     }
