@@ -189,7 +189,8 @@ int parse_value(const FieldSpec& spec, std::string_view field, std::string_view 
         if (end != token.data() + token.size())
             fail(spec, field, "has '" + std::string(token) + "', which is not a number.");
         if (ec == std::errc::result_out_of_range || v < spec.min || v > spec.max)
-            fail(spec, field, "is out of range " + range_text(spec) + ".");
+            fail(spec, field, token == field ? "is out of range " + range_text(spec) + "."
+                                             : "has " + std::string(token) + ", out of range " + range_text(spec) + ".");
         return v;
     }
     if (spec.names != nullptr) {

@@ -201,6 +201,7 @@ TEST_CASE("Cron: six fields have a leading seconds field", "[cron]") {
 
 TEST_CASE("Cron: errors name the part that is wrong", "[cron]") {
     CHECK(error_message("0 25 * * *") == "cron: the hour field '25' is out of range 0-23.");
+    CHECK(error_message("0 1,25 * * *") == "cron: the hour field '1,25' has 25, out of range 0-23.");
     CHECK(error_part("60 * * * * *") == "second");
     CHECK(error_part("x * * * * *") == "second");
     CHECK(error_part("60 * * * *") == "minute");
