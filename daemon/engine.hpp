@@ -68,6 +68,13 @@ public:
     api::Page<api::Job> list_jobs(const api::JobQuery& query) override;
     api::Job get_job(const std::string& id) override;
     api::Job cancel_job(const std::string& id) override;
+    // Schedules (engine_schedules.cpp).
+    std::vector<api::Schedule> list_instance_schedules(const std::string& name_or_uuid) override;
+    api::Page<api::Schedule> list_schedules(const api::ScheduleQuery& query) override;
+    api::Schedule get_schedule(const std::string& id) override;
+    api::Schedule create_schedule(const std::string& instance, const api::ScheduleRequest& request) override;
+    api::Schedule edit_schedule(const std::string& id, const api::ScheduleRequest& request) override;
+    void delete_schedule(const std::string& id, bool with_snapshots) override;
     api::Readiness readiness() override;
     api::Host host() override { return host_facts_.view(!hv_.connected()); }
     std::optional<api::StoredResponse> find_idempotent(const std::string& key) override;
@@ -98,6 +105,11 @@ private:
     void publish_run(const Schedule& schedule, const ScheduleRun& run) override;
     static schedule::SchedulerOptions scheduler_options(const EngineOptions& options);
 
+    // Schedules (engine_schedules.cpp): what api/ cannot check of a schedule as it will be
+    // stored, and its next run from now.
+    void check_schedule(const Schedule& s, const api::ScheduleRequest& request);
+    std::optional<TimeMs> next_run(const Schedule& s, TimeMs now) const;
+
     // Views (engine.cpp).
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
     api::Instance decorate(api::Instance i);
@@ -106,6 +118,7 @@ private:
 
     // Requests (engine_requests.cpp).
     api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
+    void record_run(const std::string& schedule_id, TimeMs slot, const Job& job);
     void check_snapshottable(const hv::DomainInfo& dom);
     std::string choose_name(const hv::DomainInfo& dom, const std::optional<std::string>& requested);
     JobRecord new_job(JobKind kind, const InstanceRef& instance, const std::string& snapshot_id,
