@@ -296,6 +296,7 @@ bool Scheduler::try_submit(const Schedule& s, Pending& p, TimeMs now) {
         return true;
     } catch (const ApiError& e) {
         const ErrorCode code = e.code();
+        if (code == ErrorCode::schedule_not_found) return true;  // deleted meanwhile: nothing to record
         if (retryable(code)) {
             if (now >= p.deadline) {
                 const ErrorInfo why = info_of(e);
