@@ -439,13 +439,17 @@ void Scheduler::record(const Schedule& s, ScheduleRun run, bool insert) {
 }
 
 void Scheduler::set_next_run(const std::string& schedule_id, std::optional<TimeMs> next) {
-    // Read just before writing: an edit through the API in between is not overwritten, only
-    // next_run_at changes.
-    auto s = catalog_.schedule(schedule_id);
-    if (!s || s->next_run_at == next) return;
-    s->next_run_at = next;
-    catalog_.update_schedule(*s);
-    host_.publish_schedule(schedule_id);
+    // Read and written under the catalog's write lock: an edit through the API is never undone,
+    // only next_run_at changes. A schedule disabled meanwhile keeps next_run_at null.
+    bool changed = false;
+    catalog_.write_transaction([&] {
+        auto s = catalog_.schedule(schedule_id);
+        if (!s || !s->enabled || s->next_run_at == next) return;
+        s->next_run_at = next;
+        catalog_.update_schedule(*s);
+        changed = true;
+    });
+    if (changed) host_.publish_schedule(schedule_id);
 }
 
 std::string Scheduler::choose_display_name(const Schedule& s, TimeMs slot) {
