@@ -20,6 +20,7 @@
 #include "daemon/jobs/job.hpp"
 #include "daemon/pause_tracker.hpp"
 #include "daemon/reconciler.hpp"
+#include "daemon/schedule/scheduler.hpp"
 #include "daemon/token_cache.hpp"
 #include "hypervisor/hypervisor.hpp"
 
@@ -29,7 +30,10 @@
 
 namespace snapvirt::daemon {
 
-class Engine final : public api::Backend, public hv::EventListener, private ReconcilerHost {
+class Engine final : public api::Backend,
+                     public hv::EventListener,
+                     private ReconcilerHost,
+                     private schedule::SchedulerHost {
 public:
     Engine(EngineOptions options, Catalog& catalog, hv::Hypervisor& hypervisor, api::EventSink& sink);
     ~Engine() override;
@@ -93,6 +97,13 @@ private:
     // The scheduler (engine_scheduling.cpp) looks at the schedules again: one was made,
     // changed or deleted.
     void schedules_changed();
+    // schedule::SchedulerHost (engine_scheduling.cpp)
+    std::optional<Job> submit_run(const Schedule& schedule, TimeMs slot, const std::string& display_name) override;
+    Job submit_retention_delete(const std::string& snapshot_id) override;
+    std::optional<Job> find_job(const std::string& id) override;
+    void publish_schedule(const std::string& schedule_id) override;
+    void publish_run(const Schedule& schedule, const ScheduleRun& run) override;
+    static schedule::SchedulerOptions scheduler_options(const EngineOptions& options);
 
     // Schedules (engine_schedules.cpp): what api/ cannot check of a schedule as it will be
     // stored, and its next run from now.
@@ -124,6 +135,8 @@ private:
     Reconciler reconciler_;
     JobServices services_;
     HostFactsCache host_facts_;
+    schedule::SystemClock clock_;
+    schedule::Scheduler scheduler_;  // last: its thread uses the members above
     std::atomic<bool> recovered_once_{false};
     // Bumped when libvirt's reachability changes (instances turn stale or fresh).
     std::atomic<std::uint64_t> view_changes_{0};
