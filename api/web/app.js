@@ -1269,7 +1269,7 @@ class SchedulesCard {
       h(
         'table',
         { class: 'table table-compact schedules' },
-        h('thead', {}, h('tr', {}, ['sched.col.name', 'sched.col.when', 'col.mode', 'sched.col.retention', 'sched.col.next', 'sched.col.last', 'sched.col.enabled', 'sched.col.actions'].map((k) => h('th', { scope: 'col' }, t(k))))),
+        h('thead', {}, h('tr', {}, ['sched.col.name', 'sched.col.when', 'sched.col.retention', 'sched.col.next', 'sched.col.last', 'sched.col.enabled'].map((k) => h('th', { scope: 'col', class: k === 'sched.col.enabled' ? 'row-actions' : null }, t(k))))),
         h('tbody', {}, list.map((x) => this.row(x))),
       ),
     );
@@ -1296,18 +1296,21 @@ class SchedulesCard {
     return h(
       'tr',
       { 'data-schedule-id': x.id, class: x.enabled ? null : 'is-disabled' },
-      h('td', { class: 'name-cell' }, h('strong', {}, x.name), x.display_name_template ? h('div', { class: 'sub' }, x.display_name_template) : null),
+      h('td', { class: 'sched-name' }, h('strong', {}, x.name), x.display_name_template ? h('div', { class: 'sub' }, x.display_name_template) : null),
       h('td', {}, h('code', { class: 'mono cron' }, x.cron), h('div', { class: 'sub' }, x.timezone)),
-      h('td', {}, modeTag(x.mode)),
-      h('td', { class: 'nowrap' }, retentionText(x)),
+      h('td', {}, modeTag(x.mode), h('div', { class: 'sub nowrap' }, retentionText(x))),
       h('td', { class: 'nowrap sched-next' }, x.enabled && x.next_run_at ? [timeEl(x.next_run_at), h('div', { class: 'sub' }, fmtRelative(x.next_run_at))] : h('span', { class: 'muted' }, x.enabled ? t('none') : t('sched.disabled'))),
       h('td', { class: 'sched-last' }, run ? [outcomeBadge(run), h('div', { class: 'sub' }, timeEl(run.at)), run.error ? h('div', { class: 'sub error-text' }, run.error.message) : null] : h('span', { class: 'muted' }, t('sched.never'))),
-      h('td', {}, h('label', { class: 'switch-wrap' }, toggle, h('span', { class: 'sr-only' }, t('sched.col.enabled')))),
       h(
         'td',
         { class: 'nowrap row-actions' },
-        h('button', { type: 'button', class: 'btn-icon', 'aria-label': `Edit schedule ${x.name}`, title: t('edit'), 'data-key': 'ed-' + x.id, onclick: () => openScheduleDialog(this.instOf() || { uuid: x.instance.uuid, name: x.instance.name, state: 'other' }, store.schedules.get(x.id) || x) }, icon('edit', 'icon icon-sm')),
-        h('button', { type: 'button', class: 'btn-icon btn-icon-danger', 'aria-label': `Delete schedule ${x.name}`, title: t('delete'), 'data-key': 'del-' + x.id, onclick: () => openScheduleDeleteDialog(store.schedules.get(x.id) || x) }, icon('trash', 'icon icon-sm')),
+        h(
+          'span',
+          { class: 'actions-line' },
+          toggle,
+          h('button', { type: 'button', class: 'btn-icon', 'aria-label': `Edit schedule ${x.name}`, title: t('edit'), 'data-key': 'ed-' + x.id, onclick: () => openScheduleDialog(this.instOf() || { uuid: x.instance.uuid, name: x.instance.name, state: 'other' }, store.schedules.get(x.id) || x) }, icon('edit', 'icon icon-sm')),
+          h('button', { type: 'button', class: 'btn-icon btn-icon-danger', 'aria-label': `Delete schedule ${x.name}`, title: t('delete'), 'data-key': 'del-' + x.id, onclick: () => openScheduleDeleteDialog(store.schedules.get(x.id) || x) }, icon('trash', 'icon icon-sm')),
+        ),
       ),
     );
   }

@@ -645,7 +645,7 @@ function schedCard(page) {
 }
 
 function schedRow(page, name) {
-  return schedCard(page).locator('tr[data-schedule-id]').filter({ has: page.locator('td.name-cell strong', { hasText: new RegExp('^' + esc(name) + '$') }) });
+  return schedCard(page).locator('tr[data-schedule-id]').filter({ has: page.locator('td.sched-name strong', { hasText: new RegExp('^' + esc(name) + '$') }) });
 }
 
 const byLabel = (scope, label) => scope.locator(`[aria-label="${label}"]`);
