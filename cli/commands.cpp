@@ -371,7 +371,7 @@ Exit schedules_delete(const Context& c, const ScheduleDeleteArgs& a) {
     std::string question = "Delete " + schedule_label(s) + " (" + clean(str(s["cron"])) + ")?";
     if (a.snapshots) question += "\nIts " + count + " are deleted too. This cannot be undone.";
     else if (n > 0) question += "\nIts " + count + " stay, as ordinary snapshots.";
-    confirm(a.yes, "delete", question);
+    confirm(a.yes, "delete the schedule", question);
     c.api.del("/v1/schedules/" + escape(str(s["id"])) + (a.snapshots ? "?snapshots=true" : ""));
     switch (c.format) {
         case Format::json: print_json(s); break;

@@ -329,12 +329,18 @@ std::string next_run_text(const json& s, bool long_form) {
     return long_form ? local_time(s["next_run_at"]) + " (" + from_now(s["next_run_at"]) + ")" : from_now(s["next_run_at"]);
 }
 
+// The error of a schedule's last run: "<message> (code)", or "".
+std::string last_run_error(const json& s) {
+    const json& r = s["last_run"];
+    return r.is_object() ? error_text(r.value("error", json())) : std::string();
+}
+
 // "succeeded 5h ago", "failed 2m ago: <message> (code)".
 std::string last_run_text(const json& s, bool with_error) {
     const json& r = s["last_run"];
     if (!r.is_object()) return with_error ? "(none yet)" : "";
     std::string out = clean(str(r["outcome"])) + " " + age(r["at"]);
-    if (with_error && r["error"].is_object()) out += ": " + error_text(r["error"]);
+    if (with_error && !last_run_error(s).empty()) out += ": " + last_run_error(s);
     return out;
 }
 
@@ -365,10 +371,9 @@ void print_schedules(const json& items, Format format) {
                                         wide && s.value("enabled", true) ? local_time(s["next_run_at"]) : next_run_text(s, false),
                                         last_run_text(s, false)};
         if (wide) {
-            const json& r = s["last_run"];
             row.push_back(std::to_string(s.value("jitter_s", 0)) + "s");
             row.push_back(clean(str(s["display_name_template"])));
-            row.push_back(r.is_object() && r["error"].is_object() ? truncate(error_text(r["error"]), 60) : "");
+            row.push_back(truncate(last_run_error(s), 60));
         }
         t.add(row);
     }
