@@ -1296,7 +1296,7 @@ class SchedulesCard {
     return h(
       'tr',
       { 'data-schedule-id': x.id, class: x.enabled ? null : 'is-disabled' },
-      h('td', { class: 'sched-name' }, h('strong', {}, x.name), x.display_name_template ? h('div', { class: 'sub' }, x.display_name_template) : null),
+      h('td', { class: 'sched-name' }, h('strong', {}, x.name), x.display_name_template && x.display_name_template !== DEFAULT_TEMPLATE ? h('div', { class: 'sub', title: t('sched.template') }, x.display_name_template) : null),
       h('td', {}, h('code', { class: 'mono cron' }, x.cron), h('div', { class: 'sub' }, x.timezone)),
       h('td', {}, modeTag(x.mode), h('div', { class: 'sub nowrap' }, retentionText(x))),
       h('td', { class: 'nowrap sched-next' }, x.enabled && x.next_run_at ? [timeEl(x.next_run_at), h('div', { class: 'sub' }, fmtRelative(x.next_run_at))] : h('span', { class: 'muted' }, x.enabled ? t('none') : t('sched.disabled'))),
@@ -1315,6 +1315,9 @@ class SchedulesCard {
     );
   }
 }
+
+// The contract's default for display_name_template (docs/api.md, "Schedules").
+const DEFAULT_TEMPLATE = '{schedule} {datetime}';
 
 const CRON_EXAMPLES = [
   ['0 2 * * *', 'sched.cron.ex.daily'],
@@ -1393,7 +1396,7 @@ function openScheduleDialog(inst, sched) {
   const modeSet = h('fieldset', { class: 'choices' }, h('legend', {}, t('sched.mode')), memory.el, stopped.el, stopOptions);
   const advanced = h(
     'details',
-    { class: 'advanced', open: editing && (v.timezone !== 'UTC' || v.display_name_template || v.jitter_s) ? true : null },
+    { class: 'advanced', open: editing && (v.timezone !== 'UTC' || (v.display_name_template && v.display_name_template !== DEFAULT_TEMPLATE) || v.jitter_s) ? true : null },
     h('summary', {}, t('sched.advanced')),
     h(
       'div',
