@@ -21,12 +21,12 @@ public:
     virtual void snapshot_updated(const Snapshot& snapshot) = 0;
     virtual void snapshot_deleted(const Snapshot& snapshot) = 0;
     virtual void instance_updated(const Instance& instance) = 0;
-    // TODO(schedules): pure once the event hub implements them (helpers' branches compile meanwhile).
-    virtual void schedule_created(const Schedule&) {}
-    virtual void schedule_updated(const Schedule&) {}
-    virtual void schedule_deleted(const Schedule&) {}
+    // A schedule was made, changed (next_run_at and last_run included) or deleted.
+    virtual void schedule_created(const Schedule& schedule) = 0;
+    virtual void schedule_updated(const Schedule& schedule) = 0;
+    virtual void schedule_deleted(const Schedule& schedule) = 0;
     // A run got an outcome (running included).
-    virtual void schedule_run(const Schedule&, const ScheduleRun&) {}
+    virtual void schedule_run(const Schedule& schedule, const ScheduleRun& run) = 0;
 };
 
 enum class Scope { none = 0, read = 1, write = 2 };

@@ -91,5 +91,14 @@ void EventHub::snapshot_created(const Snapshot& s) { publish("snapshot.created",
 void EventHub::snapshot_updated(const Snapshot& s) { publish("snapshot.updated", json_string(s)); }
 void EventHub::snapshot_deleted(const Snapshot& s) { publish("snapshot.deleted", json_string(s)); }
 void EventHub::instance_updated(const Instance& i) { publish("instance.updated", json_string(i)); }
+void EventHub::schedule_created(const Schedule& s) { publish("schedule.created", json_string(s)); }
+void EventHub::schedule_updated(const Schedule& s) { publish("schedule.updated", json_string(s)); }
+void EventHub::schedule_deleted(const Schedule& s) { publish("schedule.deleted", json_string(s)); }
+void EventHub::schedule_run(const Schedule& s, const ScheduleRun& r) {
+    std::string data;
+    data.reserve(320);
+    write_schedule_run_event(data, s, r);
+    publish("schedule.run", std::move(data));
+}
 
 }  // namespace snapvirt::api

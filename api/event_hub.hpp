@@ -21,7 +21,7 @@ namespace snapvirt::api {
 
 struct EventRecord {
     std::uint64_t id = 0;
-    std::string type;   // job.updated, snapshot.created, ...
+    std::string type;   // job.updated, snapshot.created, schedule.run, ...
     std::string data;   // a JSON object
     std::string key;    // the job id for job.updated, else empty
 };
@@ -62,6 +62,10 @@ public:
     void snapshot_updated(const Snapshot& snapshot) override;
     void snapshot_deleted(const Snapshot& snapshot) override;
     void instance_updated(const Instance& instance) override;
+    void schedule_created(const Schedule& schedule) override;
+    void schedule_updated(const Schedule& schedule) override;
+    void schedule_deleted(const Schedule& schedule) override;
+    void schedule_run(const Schedule& schedule, const ScheduleRun& run) override;
 
 private:
     const std::size_t backlog_limit_;

@@ -1,5 +1,7 @@
 #include "api/json.hpp"
 
+#include "config/config.hpp"
+
 #include <cstdio>
 #include <ctime>
 
@@ -65,9 +67,20 @@ struct Fields {
         out += v ? std::to_string(*v) : std::string("null");
         return *this;
     }
+    template <class N>
+    Fields& num_or_null(std::string_view k, bool present, N v) {
+        key(k);
+        out += present ? std::to_string(v) : std::string("null");
+        return *this;
+    }
     Fields& boolean(std::string_view k, bool v) {
         key(k);
         out += v ? "true" : "false";
+        return *this;
+    }
+    Fields& bool_or_null(std::string_view k, bool present, bool v) {
+        key(k);
+        out += !present ? "null" : v ? "true" : "false";
         return *this;
     }
     Fields& time(std::string_view k, TimeMs t) { return str(k, format_time(t)); }
@@ -181,6 +194,7 @@ void write_json(std::string& out, const Snapshot& s) {
         .opt_num("size_bytes", s.size_bytes)
         .opt_num("guest_paused_ms", s.guest_paused_ms)
         .str("origin", s.origin)
+        .opt_str("schedule_id", s.schedule_id)
         .error("error", s.error)
         .end();
 }
@@ -216,6 +230,58 @@ void write_json(std::string& out, const Host& h) {
         .boolean("external_revert", h.capabilities.external_revert)
         .end();
     f.end();
+}
+
+void write_json(std::string& out, const Schedule& s) {
+    // The stopped options mean nothing for a memory schedule: null there. A stopped schedule
+    // without its own timeout waits for snapshots.shutdown_timeout_s: null too.
+    const bool stopped = s.mode == SnapshotMode::stopped;
+    Fields f{out};
+    f.str("id", s.id)
+        .ref("instance", s.instance)
+        .str("name", s.name)
+        .str("cron", s.cron)
+        .str("timezone", s.timezone)
+        .str("mode", to_string(s.mode))
+        .num_or_null("shutdown_timeout_s", stopped && s.stopped.shutdown_timeout_s.has_value(),
+                     s.stopped.shutdown_timeout_s.value_or(0))
+        .bool_or_null("force_stop", stopped, s.stopped.force_stop)
+        .bool_or_null("keep_stopped", stopped, s.stopped.keep_stopped)
+        .str("display_name_template",
+             s.display_name_template.value_or(config::ScheduleConfig::default_display_name_template))
+        .opt_num("keep_last", s.keep_last)
+        .opt_str("max_age", s.max_age)
+        .num("jitter_s", s.jitter_s)
+        .boolean("enabled", s.enabled)
+        .opt_time("next_run_at", s.next_run_at);
+    f.key("last_run");
+    if (s.last_run)
+        write_json(out, *s.last_run);
+    else
+        out += "null";
+    f.time("created_at", s.created_at).time("updated_at", s.updated_at).end();
+}
+
+void write_json(std::string& out, const ScheduleRun& r) {
+    Fields{out}
+        .time("at", r.at)
+        .time("slot", r.slot)
+        .opt_str("job_id", r.job_id)
+        .str("outcome", to_string(r.outcome))
+        .error("error", r.error)
+        .end();
+}
+
+void write_schedule_run_event(std::string& out, const Schedule& s, const ScheduleRun& r) {
+    Fields{out}
+        .str("schedule_id", s.id)
+        .ref("instance", s.instance)
+        .time("slot", r.slot)
+        .time("at", r.at)
+        .opt_str("job_id", r.job_id)
+        .str("outcome", to_string(r.outcome))
+        .error("error", r.error)
+        .end();
 }
 
 }  // namespace snapvirt::api

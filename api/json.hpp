@@ -19,6 +19,10 @@ void write_json(std::string& out, const Instance& i);
 void write_json(std::string& out, const Snapshot& s);
 void write_json(std::string& out, const Job& j);
 void write_json(std::string& out, const Host& h);
+void write_json(std::string& out, const Schedule& s);
+void write_json(std::string& out, const ScheduleRun& r);  // a Schedule's last_run
+// The data of a `schedule.run` event: {schedule_id, instance, slot, at, job_id, outcome, error}.
+void write_schedule_run_event(std::string& out, const Schedule& s, const ScheduleRun& r);
 
 template <class T>
 void write_json(std::string& out, const std::vector<T>& items) {

@@ -1,13 +1,14 @@
 #include "api/routes.hpp"
 
-#include "api/json.hpp"
-#include "api/validate.hpp"
+#include "api/route_support.hpp"
 #include "config/config.hpp"
 #include "config/text.hpp"
 
 #include <charconv>
 
 namespace snapvirt::api {
+
+using namespace routes;
 
 namespace {
 
@@ -25,43 +26,6 @@ std::optional<E> query_word(const Request& req, const std::string& name) {
 
 Response ok_json(const nlohmann::json& j, int status = 200) {
     return json_response(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-template <class T>
-Response object_response(const T& value, int status = 200) {
-    return json_response(status, json_string(value));
-}
-
-// {"items": [...]} (and "next_cursor" for pages), written without a JSON tree.
-template <class T>
-Response items_response(const std::vector<T>& items) {
-    std::string body = "{\"items\":";
-    body.reserve(items.size() * 480 + 32);
-    write_json(body, items);
-    body += '}';
-    return json_response(200, std::move(body));
-}
-
-template <class T>
-Response page_response(const Page<T>& page) {
-    std::string body = "{\"items\":";
-    body.reserve(page.items.size() * 480 + 64);
-    write_json(body, page.items);
-    body += ",\"next_cursor\":";
-    if (page.next_cursor)
-        write_string(body, *page.next_cursor);
-    else
-        body += "null";
-    body += '}';
-    return json_response(200, std::move(body));
-}
-
-unsigned page_limit(const Request& req) { return static_cast<unsigned>(query_int(req, "limit", 1, 1000).value_or(100)); }
-
-std::optional<std::string> query_string(const Request& req, const std::string& name) {
-    const std::string* v = req.query_param(name);
-    if (!v) return std::nullopt;
-    return *v;
 }
 
 CreateSnapshotRequest read_create(const Request& req) {
@@ -130,11 +94,6 @@ RevertRequest read_revert(const Request& req) {
     }
     r.force = f.boolean("force").value_or(false);
     return r;
-}
-
-void no_body(const Request& req) {
-    if (!req.body.empty())
-        throw ApiError(ErrorCode::invalid_request, "This request takes no body.", {{"field", "body"}});
 }
 
 Response accepted_job(const Job& job) {
@@ -326,6 +285,7 @@ void add_routes(Router& router, Backend& backend, const RouteOptions& options) {
     add_instance_routes(router, b);
     add_snapshot_routes(router, b);
     add_job_routes(router, b);
+    add_schedule_routes(router, b);
     add_service_routes(router, options);
 }
 

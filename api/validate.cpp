@@ -1,9 +1,13 @@
 #include "api/validate.hpp"
 
+#include "config/config.hpp"
 #include "config/text.hpp"
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
 
 namespace snapvirt::api {
 
@@ -159,6 +163,108 @@ void check_description(const std::string& field, const std::string& value) {
         invalid(field, "The field '" + field +
                            "' must not contain control characters other than line feed and tab.");
     check_xml_text(field, value);
+}
+
+namespace {
+
+// Every `{` starts one of the known placeholders.
+void check_template(const std::string& field, const std::string& value) {
+    check_display_name(field, value);
+    for (std::size_t at = value.find('{'); at != std::string::npos; at = value.find('{', at + 1)) {
+        const std::size_t close = value.find('}', at);
+        const std::string name = close == std::string::npos ? std::string() : value.substr(at + 1, close - at - 1);
+        const auto& known = config::ScheduleConfig::display_name_placeholders;
+        if (std::find_if(known.begin(), known.end(), [&](const char* k) { return name == k; }) == known.end()) {
+            std::string list;
+            for (const char* k : known) list += std::string(list.empty() ? "" : ", ") + "{" + k + "}";
+            const std::string what = close == std::string::npos ? "an unclosed '{'" : "'" + value.substr(at, close - at + 1) + "'";
+            invalid(field, "The field '" + field + "' holds " + what + "; the placeholders are " + list + ".");
+        }
+    }
+}
+
+// ^[1-9][0-9]{0,5}[mhdw]$: a number and a unit.
+bool is_valid_max_age(std::string_view v) {
+    if (v.size() < 2 || v.size() > 7 || v.front() < '1' || v.front() > '9') return false;
+    if (std::string_view("mhdw").find(v.back()) == std::string_view::npos) return false;
+    return std::all_of(v.begin(), v.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A field that JSON null clears in a change: nullopt when absent, an empty inner optional for
+// null. A create has nothing to clear: null is refused there as the wrong type (by `read`).
+template <class Read, class Value = typename std::invoke_result_t<Read>::value_type>
+std::optional<std::optional<Value>> nullable(const nlohmann::json& body, const std::string& field, bool clears,
+                                             Read read) {
+    auto it = body.find(field);
+    if (it == body.end()) return std::nullopt;
+    if (clears && it->is_null()) return std::optional<std::optional<Value>>(std::in_place, std::nullopt);
+    return std::optional<std::optional<Value>>(std::in_place, read());
+}
+
+}  // namespace
+
+ScheduleRequest parse_schedule_request(const nlohmann::json& body, bool create) {
+    FieldReader f(body, {"name", "cron", "timezone", "mode", "shutdown_timeout_s", "force_stop", "keep_stopped",
+                         "display_name_template", "keep_last", "max_age", "jitter_s", "enabled"});
+    if (!create && body.empty())
+        invalid("body", "Give at least one field to change.");
+    auto required = [&](const char* field, bool present) {
+        if (create && !present) invalid(field, std::string("The field '") + field + "' is required.");
+    };
+    ScheduleRequest r;
+    r.name = f.string("name");
+    required("name", r.name.has_value());
+    if (r.name) check_snapshot_name("name", *r.name);
+
+    r.cron = f.string("cron");
+    required("cron", r.cron.has_value());
+    if (r.cron && (r.cron->empty() || r.cron->size() > 200))
+        invalid("cron", "The field 'cron' must be a cron expression of 1 to 200 characters.");
+
+    r.timezone = f.string("timezone");
+    if (r.timezone && (r.timezone->empty() || r.timezone->size() > 64))
+        invalid("timezone", "The field 'timezone' must be a time zone name (such as 'Europe/Berlin') of 1 to 64 characters.");
+
+    // A schedule takes snapshots with or without RAM; the third mode only describes what libvirt holds.
+    const std::string choices = std::string("\"") + to_string(SnapshotMode::memory) + "\" or \"" +
+                                to_string(SnapshotMode::stopped) + "\"";
+    if (const auto text = f.string("mode")) {
+        r.mode = parse<SnapshotMode>(*text);
+        if (!r.mode || *r.mode == SnapshotMode::other) invalid("mode", "The field 'mode' must be " + choices + ".");
+    }
+    if (create && !r.mode) invalid("mode", "The field 'mode' is required: " + choices + ".");
+
+    if (auto t = f.integer("shutdown_timeout_s", config::SnapshotConfig::shutdown_timeout_min_s,
+                           config::SnapshotConfig::shutdown_timeout_max_s))
+        r.shutdown_timeout_s = static_cast<unsigned>(*t);
+    r.force_stop = f.boolean("force_stop");
+    r.keep_stopped = f.boolean("keep_stopped");
+    // A PATCH that does not name the mode may set them: the daemon checks the schedule it makes.
+    if (r.mode == SnapshotMode::memory)
+        for (const char* field : {"shutdown_timeout_s", "force_stop", "keep_stopped"})
+            if (body.contains(field))
+                invalid(field, std::string("The field '") + field + "' applies to mode \"" +
+                                   to_string(SnapshotMode::stopped) + "\" only.");
+
+    r.display_name_template = nullable(body, "display_name_template", !create, [&] { return f.string("display_name_template"); });
+    if (r.display_name_template && *r.display_name_template)
+        check_template("display_name_template", **r.display_name_template);
+
+    r.keep_last = nullable(body, "keep_last", !create, [&] {
+        const auto v = f.integer("keep_last", 1, std::numeric_limits<std::int32_t>::max());
+        return v ? std::optional<unsigned>(static_cast<unsigned>(*v)) : std::nullopt;
+    });
+    r.max_age = nullable(body, "max_age", !create, [&] { return f.string("max_age"); });
+    if (r.max_age && *r.max_age && !is_valid_max_age(**r.max_age))
+        invalid("max_age", "The field 'max_age' must be a number and a unit m, h, d or w (such as '7d' or '12h').");
+
+    if (auto j = f.integer("jitter_s", 0, config::ScheduleConfig::jitter_max_s)) r.jitter_s = static_cast<unsigned>(*j);
+    r.enabled = f.boolean("enabled");
+
+    const bool keeps = (r.keep_last && *r.keep_last) || (r.max_age && *r.max_age);
+    if (create && !keeps)
+        invalid("keep_last", "A schedule needs 'keep_last', 'max_age' or both, so that its snapshots do not pile up.");
+    return r;
 }
 
 void check_query(const Request& req, const std::set<std::string>& known) {

@@ -4,6 +4,7 @@
 
 #include "api/errors.hpp"
 #include "api/http.hpp"
+#include "api/model.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,14 @@ bool is_valid_snapshot_name(std::string_view name);
 void check_snapshot_name(const std::string& field, const std::string& value);
 void check_display_name(const std::string& field, const std::string& value);
 void check_description(const std::string& field, const std::string& value);
+
+// The body of POST /v1/instances/{instance}/schedules (`create`: name, cron and mode required,
+// keep_last or max_age needed) or of PATCH /v1/schedules/{id} (every field optional, at least
+// one; null clears display_name_template, keep_last and max_age, and is refused elsewhere).
+// Checks what api/ can: types, lengths, ranges, patterns, the template's placeholders; the cron
+// expression's syntax, the time zone and the limits that depend on the configuration are the
+// daemon's to check.
+ScheduleRequest parse_schedule_request(const nlohmann::json& body, bool create);
 
 // Query parameters: refuses any not in `known`.
 void check_query(const Request& req, const std::set<std::string>& known);

@@ -61,6 +61,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 # Depends: the shared libraries the binaries link (libvirt0, libsystemd0, libsqlite3-0, libssl3,
 # libspdlog, libfmt, libxml2, libstdc++6, libc6 ...), computed by dpkg-shlibdeps (dpkg-dev).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# Not a shared library, so dpkg-shlibdeps cannot see it: schedules read their time zones from the
+# system tz database (/usr/share/zoneinfo) through libdate-tz. The computed list is appended.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "tzdata")
 # The daemon talks to a libvirtd, normally the local one with the QEMU driver; it may also be
 # a remote one (qemu+tls://), hence Recommends rather than Depends.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libvirt-daemon-system, libvirt-daemon-driver-qemu")

@@ -153,6 +153,23 @@ const std::map<std::string, std::map<std::string, Setter>>& schema() {
                   c.jobs.shutdown_grace = std::chrono::seconds(get_int(n, k, 0, 3600));
               }},
          }},
+        {"schedules",
+         {
+             {"busy_retry_s",
+              [](Config& c, const toml::node& n, const std::string& k) { c.schedules.busy_retry_s = get_int(n, k, 1, 3600); }},
+             {"busy_window_s",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.schedules.busy_window_s = get_int(n, k, 0, 86400);
+              }},
+             {"catch_up_window_s",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.schedules.catch_up_window_s = get_int(n, k, 0, 31'536'000);
+              }},
+             {"max_per_instance",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.schedules.max_per_instance = get_int(n, k, 1, 1000);
+              }},
+         }},
         {"reconcile",
          {
              {"interval_s",
@@ -262,7 +279,7 @@ Config parse_toml(const std::string& text, const std::string& origin) {
         const auto known = sections.find(section);
         if (known == sections.end())
             throw ConfigError(origin + ": unknown section '" + section + "' (known: server, libvirt, state, "
-                                       "snapshots, jobs, reconcile, log).");
+                                       "snapshots, jobs, schedules, reconcile, log).");
         const auto* table = section_node.as_table();
         if (!table) throw ConfigError(origin + ": '" + section + "' must be a table ([" + section + "]).");
         for (const auto& [key_name, value] : *table) {

@@ -2,6 +2,7 @@
 // The daemon's configuration: parsed once at start-up from a TOML file, overridden by flags,
 // validated as a whole. Immutable afterwards, so any thread may read it.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -77,6 +78,11 @@ struct ScheduleConfig {
     unsigned catch_up_window_s = 0;    // after downtime, a missed slot this young runs once; 0 = one period
     unsigned max_per_instance = 32;    // schedules one instance may have
     static constexpr unsigned jitter_max_s = 3600;
+    // A run's display name when the schedule gives no template, and the placeholders a template
+    // may hold (`{schedule}`...); the API refuses any other.
+    static constexpr const char* default_display_name_template = "{schedule} {datetime}";
+    static constexpr std::array<const char*, 5> display_name_placeholders{"schedule", "instance", "date", "time",
+                                                                          "datetime"};
 };
 
 struct Config {

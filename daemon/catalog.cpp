@@ -92,6 +92,48 @@ CREATE TABLE tokens (
   last_used_at  INTEGER
 );
 )sql",
+    // 1 → 2: schedules, their runs (one row per slot: a slot runs at most once), and the
+    // schedule whose run took a snapshot. snapshots.schedule_id has no foreign key: DELETE
+    // /v1/schedules/{id}?snapshots=true leaves it naming a schedule that is gone, for retention.
+    R"sql(
+CREATE TABLE schedules (
+  seq                    INTEGER PRIMARY KEY AUTOINCREMENT,
+  id                     TEXT NOT NULL UNIQUE,
+  instance_uuid          TEXT NOT NULL,
+  name                   TEXT NOT NULL,
+  cron                   TEXT NOT NULL,
+  timezone               TEXT NOT NULL,
+  mode                   TEXT NOT NULL,
+  shutdown_timeout_s     INTEGER,
+  force_stop             INTEGER NOT NULL DEFAULT 0,
+  keep_stopped           INTEGER NOT NULL DEFAULT 0,
+  display_name_template  TEXT,
+  keep_last              INTEGER,
+  max_age                TEXT,
+  jitter_s               INTEGER NOT NULL DEFAULT 0,
+  enabled                INTEGER NOT NULL DEFAULT 1,
+  next_run_at            INTEGER,
+  created_at             INTEGER NOT NULL,
+  updated_at             INTEGER NOT NULL,
+  UNIQUE (instance_uuid, name)
+);
+CREATE INDEX schedules_instance ON schedules(instance_uuid, seq);
+
+CREATE TABLE schedule_runs (
+  schedule_id    TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+  slot           INTEGER NOT NULL,
+  job_id         TEXT,
+  outcome        TEXT NOT NULL,
+  error_code     TEXT,
+  error_message  TEXT,
+  at             INTEGER NOT NULL,
+  PRIMARY KEY (schedule_id, slot)
+) WITHOUT ROWID;
+CREATE INDEX schedule_runs_outcome ON schedule_runs(outcome);
+
+ALTER TABLE snapshots ADD COLUMN schedule_id TEXT;
+CREATE INDEX snapshots_schedule ON snapshots(schedule_id, created_at, seq);
+)sql",
 };
 static_assert(std::size(migrations) == Catalog::schema_version);
 

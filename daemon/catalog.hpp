@@ -1,5 +1,5 @@
 #pragma once
-// The snapshot catalog: instances, snapshots, jobs, idempotency keys and API tokens in one
+// The snapshot catalog: instances, snapshots, jobs, schedules, idempotency keys and API tokens in one
 // SQLite database (WAL) in the state directory. Reads are answered from here.
 //
 // Thread-safety: every method may be called from any thread. Writes go through one
@@ -44,7 +44,7 @@ struct TokenRow {
 
 class Catalog {
 public:
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
     // Opens (creating and migrating as needed) `dir`/catalog.db.
     explicit Catalog(const std::filesystem::path& dir);

@@ -1,4 +1,4 @@
-// The catalog's paged tables: snapshots and jobs.
+// The catalog's paged tables: snapshots and jobs (schedules: catalog_schedules.cpp).
 
 #include "daemon/catalog.hpp"
 
@@ -10,18 +10,12 @@
 
 namespace snapvirt::daemon {
 
-namespace {
-
-// A vocabulary word stored in a TEXT column; `fallback` for a word this version does not know.
-template <class E>
-E word(const sql::Query& q, int col, E fallback) {
-    return parse<E>(q.text(col)).value_or(fallback);
-}
+// ---- shared with catalog_schedules.cpp (declared in catalog_access.hpp) ----------------------
 
 const std::string snapshot_columns =
     "s.id, s.instance_uuid, COALESCE(i.name, ''), s.name, s.display_name, s.description, s.mode, s.state, "
     "s.parent_id, s.is_current, s.created_at, s.size_bytes, s.guest_paused_ms, s.origin, s.error_code, "
-    "s.error_message, s.seq";
+    "s.error_message, s.seq, s.schedule_id";
 const std::string snapshot_from = " FROM snapshots s LEFT JOIN instances i ON i.uuid = s.instance_uuid ";
 
 Snapshot read_snapshot(const sql::Query& q) {
@@ -41,8 +35,22 @@ Snapshot read_snapshot(const sql::Query& q) {
     if (auto v = q.opt_i64(12)) s.guest_paused_ms = static_cast<std::uint64_t>(*v);
     s.origin = q.text(13);
     if (auto code = q.opt_text(14)) s.error = ErrorInfo{*code, q.text(15)};
+    s.schedule_id = q.opt_text(17);  // after seq (16), which read_page reads by position
     return s;
 }
+
+std::int64_t parse_cursor(const std::optional<std::string>& cursor) {
+    if (!cursor) return INT64_MAX;
+    std::int64_t v = 0;
+    const char* b = cursor->data();
+    const char* e = b + cursor->size();
+    auto [p, ec] = std::from_chars(b, e, v);
+    if (cursor->empty() || ec != std::errc() || p != e || v <= 0)
+        throw CatalogError(CatalogError::Kind::bad_cursor, "The cursor is not one this server handed out.");
+    return v;
+}
+
+namespace {
 
 const std::string job_columns =
     "j.id, j.kind, j.instance_uuid, COALESCE(i.name, j.instance_name), j.snapshot_id, j.state, j.phase, j.percent, "
@@ -68,35 +76,6 @@ JobRecord read_job(const sql::Query& q) {
     r.params = q.text(14);
     r.intent = q.text(15);
     return r;
-}
-
-std::int64_t parse_cursor(const std::optional<std::string>& cursor) {
-    if (!cursor) return INT64_MAX;
-    std::int64_t v = 0;
-    const char* b = cursor->data();
-    const char* e = b + cursor->size();
-    auto [p, ec] = std::from_chars(b, e, v);
-    if (cursor->empty() || ec != std::errc() || p != e || v <= 0)
-        throw CatalogError(CatalogError::Kind::bad_cursor, "The cursor is not one this server handed out.");
-    return v;
-}
-
-// Reads up to `limit` rows of a query that asked for limit + 1 rows ordered by seq (column 16)
-// descending; the extra row tells that there is a next page, which starts below the last seq.
-template <class T, class Read>
-Page<T> read_page(sql::Query& q, unsigned limit, Read&& read_row) {
-    Page<T> page;
-    page.items.reserve(limit);
-    std::int64_t last_seq = 0;
-    while (q.step()) {
-        if (page.items.size() == limit) {
-            page.next_cursor = std::to_string(last_seq);
-            break;
-        }
-        page.items.push_back(read_row(q));
-        last_seq = q.i64(16);
-    }
-    return page;
 }
 
 std::string like_pattern(const std::string& text) {
@@ -142,13 +121,16 @@ void Catalog::insert_snapshot(const Snapshot& s) {
     write([&](sql::Database& db) {
         auto q = db.query(
             "INSERT INTO snapshots (id, instance_uuid, name, display_name, description, mode, state, parent_id, "
-            "is_current, created_at, size_bytes, guest_paused_ms, origin, error_code, error_message) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+            "is_current, created_at, size_bytes, guest_paused_ms, origin, error_code, error_message, schedule_id) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
         bind_snapshot(q, s);
+        q.bind(16, s.schedule_id);
         q.exec();
     });
 }
 
+// schedule_id is written once, at insert, and cleared only by delete_schedule: a job or the
+// reconciler writing back a row it read before a schedule was deleted must not link it again.
 void Catalog::update_snapshot(const Snapshot& s) {
     write([&](sql::Database& db) {
         auto q = db.query(

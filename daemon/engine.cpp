@@ -41,7 +41,8 @@ Engine::Engine(EngineOptions options, Catalog& catalog, hv::Hypervisor& hypervis
                 pauses_,
                 metrics_,
                 [this](const std::string& uuid) { publish_instance(uuid); },
-                [this] { report_status(); }} {}
+                [this] { report_status(); }},
+      scheduler_(scheduler_options(opts_), catalog, *this, clock_) {}
 
 Engine::~Engine() {
     stop(std::chrono::seconds(0));
@@ -59,9 +60,11 @@ void Engine::start() {
     queue_.start(opts_.workers, [this](const std::shared_ptr<ActiveJob>& job) { run_job(services_, job); });
     reconciler_.start();
     if (hv_.connected()) on_connection_changed(true, "");
+    scheduler_.start();
 }
 
 void Engine::stop(std::chrono::seconds grace) {
+    scheduler_.stop();  // submits no more runs
     queue_.stop(grace);
     reconciler_.stop();
     hv_.set_listener(nullptr);
@@ -95,6 +98,7 @@ std::optional<api::Instance> Engine::instance_view(const std::string& uuid) {
 
 void Engine::publish_instance(const std::string& uuid) {
     if (auto i = instance_view(uuid)) sink_.instance_updated(*i);
+    scheduler_.wake();  // a job may have ended: a run's outcome, the next retention delete
 }
 
 std::string Engine::resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor) {
@@ -217,6 +221,13 @@ void Engine::collect_metrics(std::string& out) {
     const auto counts = queue_.counts();
     g.active_jobs = counts.running + counts.queued;
     metrics_.render(out, g);
+    EngineMetrics::ScheduleGauges sg;
+    for (const auto outcome : {ScheduleOutcome::succeeded, ScheduleOutcome::failed, ScheduleOutcome::missed,
+                               ScheduleOutcome::skipped})
+        sg.runs[outcome] = scheduler_.runs(outcome);
+    sg.overdue_seconds = scheduler_.overdue_seconds();
+    for (const auto& s : catalog_.all_schedules()) ++(s.enabled ? sg.enabled : sg.disabled);
+    EngineMetrics::render(out, sg);
 }
 
 }  // namespace snapvirt::daemon

@@ -20,6 +20,7 @@
 #include "daemon/jobs/job.hpp"
 #include "daemon/pause_tracker.hpp"
 #include "daemon/reconciler.hpp"
+#include "daemon/schedule/scheduler.hpp"
 #include "daemon/token_cache.hpp"
 #include "hypervisor/hypervisor.hpp"
 
@@ -29,7 +30,10 @@
 
 namespace snapvirt::daemon {
 
-class Engine final : public api::Backend, public hv::EventListener, private ReconcilerHost {
+class Engine final : public api::Backend,
+                     public hv::EventListener,
+                     private ReconcilerHost,
+                     private schedule::SchedulerHost {
 public:
     Engine(EngineOptions options, Catalog& catalog, hv::Hypervisor& hypervisor, api::EventSink& sink);
     ~Engine() override;
@@ -64,6 +68,13 @@ public:
     api::Page<api::Job> list_jobs(const api::JobQuery& query) override;
     api::Job get_job(const std::string& id) override;
     api::Job cancel_job(const std::string& id) override;
+    // Schedules (engine_schedules.cpp).
+    std::vector<api::Schedule> list_instance_schedules(const std::string& name_or_uuid) override;
+    api::Page<api::Schedule> list_schedules(const api::ScheduleQuery& query) override;
+    api::Schedule get_schedule(const std::string& id) override;
+    api::Schedule create_schedule(const std::string& instance, const api::ScheduleRequest& request) override;
+    api::Schedule edit_schedule(const std::string& id, const api::ScheduleRequest& request) override;
+    void delete_schedule(const std::string& id, bool with_snapshots) override;
     api::Readiness readiness() override;
     api::Host host() override { return host_facts_.view(!hv_.connected()); }
     std::optional<api::StoredResponse> find_idempotent(const std::string& key) override;
@@ -86,6 +97,18 @@ private:
     // The scheduler (engine_scheduling.cpp) looks at the schedules again: one was made,
     // changed or deleted.
     void schedules_changed();
+    // schedule::SchedulerHost (engine_scheduling.cpp)
+    std::optional<Job> submit_run(const Schedule& schedule, TimeMs slot, const std::string& display_name) override;
+    Job submit_retention_delete(const std::string& snapshot_id) override;
+    std::optional<Job> find_job(const std::string& id) override;
+    void publish_schedule(const std::string& schedule_id) override;
+    void publish_run(const Schedule& schedule, const ScheduleRun& run) override;
+    static schedule::SchedulerOptions scheduler_options(const EngineOptions& options);
+
+    // Schedules (engine_schedules.cpp): what api/ cannot check of a schedule as it will be
+    // stored, and its next run from now.
+    void check_schedule(const Schedule& s, const api::ScheduleRequest& request);
+    std::optional<TimeMs> next_run(const Schedule& s, TimeMs now) const;
 
     // Views (engine.cpp).
     std::string resolve_instance_uuid(const std::string& name_or_uuid, bool ask_hypervisor);
@@ -95,6 +118,7 @@ private:
 
     // Requests (engine_requests.cpp).
     api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
+    void record_run(const std::string& schedule_id, TimeMs slot, const Job& job);
     void check_snapshottable(const hv::DomainInfo& dom);
     std::string choose_name(const hv::DomainInfo& dom, const std::optional<std::string>& requested);
     JobRecord new_job(JobKind kind, const InstanceRef& instance, const std::string& snapshot_id,
@@ -111,6 +135,8 @@ private:
     Reconciler reconciler_;
     JobServices services_;
     HostFactsCache host_facts_;
+    schedule::SystemClock clock_;
+    schedule::Scheduler scheduler_;  // last: its thread uses the members above
     std::atomic<bool> recovered_once_{false};
     // Bumped when libvirt's reachability changes (instances turn stale or fresh).
     std::atomic<std::uint64_t> view_changes_{0};

@@ -1,5 +1,7 @@
 #include "daemon/engine_metrics.hpp"
 
+#include <cstdio>
+
 namespace snapvirt::daemon {
 
 void EngineMetrics::job_ended(JobKind kind, JobState state) {
@@ -49,6 +51,26 @@ void EngineMetrics::render(std::string& out, const Gauges& g) const {
     out += "# HELP snapvirt_guest_paused_seconds How long guests were paused while a memory snapshot saved their state.\n";
     out += "# TYPE snapvirt_guest_paused_seconds histogram\n";
     guest_paused_seconds_.render(out, "snapvirt_guest_paused_seconds", "");
+}
+
+void EngineMetrics::render(std::string& out, const ScheduleGauges& g) {
+    out += "# HELP snapvirt_schedule_runs_total Schedule runs that got an outcome in this process, by outcome.\n";
+    out += "# TYPE snapvirt_schedule_runs_total counter\n";
+    for (const auto outcome : {ScheduleOutcome::succeeded, ScheduleOutcome::failed, ScheduleOutcome::missed,
+                               ScheduleOutcome::skipped}) {
+        const auto it = g.runs.find(outcome);
+        out += std::string("snapvirt_schedule_runs_total{outcome=\"") + to_string(outcome) + "\"} " +
+               std::to_string(it == g.runs.end() ? 0 : it->second) + "\n";
+    }
+    out += "# HELP snapvirt_schedule_overdue_seconds How long the oldest due run of an enabled schedule has waited to start (0: none).\n";
+    out += "# TYPE snapvirt_schedule_overdue_seconds gauge\n";
+    char overdue[32];
+    std::snprintf(overdue, sizeof overdue, "%.3f", g.overdue_seconds);
+    out += std::string("snapvirt_schedule_overdue_seconds ") + overdue + "\n";
+    out += "# HELP snapvirt_schedules Schedules, enabled or disabled.\n";
+    out += "# TYPE snapvirt_schedules gauge\n";
+    out += "snapvirt_schedules{state=\"enabled\"} " + std::to_string(g.enabled) + "\n";
+    out += "snapvirt_schedules{state=\"disabled\"} " + std::to_string(g.disabled) + "\n";
 }
 
 }  // namespace snapvirt::daemon

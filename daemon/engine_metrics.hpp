@@ -25,6 +25,13 @@ public:
         std::uint64_t instances = 0;
         std::uint64_t active_jobs = 0;
     };
+    // The scheduler's, read at render time.
+    struct ScheduleGauges {
+        std::map<ScheduleOutcome, std::uint64_t> runs;  // runs that got a final outcome in this process
+        double overdue_seconds = 0;                     // the oldest due run not started yet
+        std::uint64_t enabled = 0;
+        std::uint64_t disabled = 0;
+    };
 
     void job_ended(JobKind kind, JobState state);
     void create_took(SnapshotMode mode, double seconds);
@@ -32,6 +39,7 @@ public:
     void guest_paused(double seconds);
 
     void render(std::string& out, const Gauges& gauges) const;
+    static void render(std::string& out, const ScheduleGauges& gauges);
 
 private:
     mutable std::mutex mu_;

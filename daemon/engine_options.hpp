@@ -17,6 +17,7 @@ struct EngineOptions {
     std::chrono::seconds reconcile_interval = config::Config{}.reconcile_interval;
     unsigned history_days = config::JobConfig{}.history_days;
     std::chrono::milliseconds poll_interval{200};
+    config::ScheduleConfig schedules;
     // Test-only pauses at named points of a job (a JobPhase's word, or it and ".after"), from
     // the environment variable SNAPVIRT_TEST_DELAYS="point=ms,point=ms".
     std::map<std::string, int> test_delays;

@@ -98,7 +98,32 @@ std::string Engine::choose_name(const hv::DomainInfo& dom, const std::optional<s
     return name;
 }
 
+// A scheduled create's run, written in the transaction of its snapshot and job rows: a slot
+// already recorded (a run of it made before, also by an earlier process) takes the whole create
+// back and is ApiError idempotency_conflict with details {schedule_id, slot}; a schedule deleted
+// meanwhile is schedule_not_found. Either way no row of the create is left.
+void Engine::record_run(const std::string& schedule_id, TimeMs slot, const Job& job) {
+    if (!catalog_.schedule(schedule_id))
+        throw ApiError(ErrorCode::schedule_not_found, "There is no schedule " + in_quotes(schedule_id) + ".",
+                       {{"id", schedule_id}});
+    ScheduleRun run;
+    run.slot = slot;
+    run.at = job.created_at;
+    run.job_id = job.id;
+    run.outcome = ScheduleOutcome::running;
+    try {
+        catalog_.insert_schedule_run(schedule_id, run);
+    } catch (const sql::Error& e) {
+        if (!e.constraint()) throw;
+        throw ApiError(ErrorCode::idempotency_conflict,
+                       "Schedule " + in_quotes(schedule_id) + " has already run for slot " + std::to_string(slot) + ".",
+                       {{"schedule_id", schedule_id}, {"slot", slot}});
+    }
+}
+
 api::CreateSnapshotResult Engine::submit_create(const std::string& instance, const api::CreateSnapshotRequest& request) {
+    if (request.schedule_id.has_value() != request.schedule_slot.has_value())
+        throw std::logic_error("A scheduled create names its schedule and its slot, both or neither.");
     require_connected();
     // Refuse a busy instance before touching libvirt, which would wait on its job lock.
     if (auto known = catalog_.find_instance(instance)) queue_.refuse_if_busy(known->uuid, known->name);
@@ -140,7 +165,12 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
         if (auto inst = catalog_.instance(dom->uuid)) snap.parent_id = inst->current_snapshot_id;
         snap.created_at = now_ms();
         snap.origin = "api";
+        snap.schedule_id = request.schedule_id;
         json params = {{"name", name}, {"display_name", display_name}, {"description", request.description}};
+        if (request.schedule_id) {
+            params["schedule_id"] = *request.schedule_id;
+            params["schedule_slot"] = *request.schedule_slot;
+        }
         if (request.mode == SnapshotMode::stopped) {
             params["shutdown_timeout_s"] = request.shutdown_timeout_s.value_or(opts_.shutdown_timeout_s);
             params["force_stop"] = request.force_stop;
@@ -150,6 +180,7 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
         catalog_.write_transaction([&] {
             catalog_.insert_snapshot(snap);
             rec = new_job(JobKind::create, snap.instance, snap.id, params);
+            if (request.schedule_id) record_run(*request.schedule_id, *request.schedule_slot, rec.job);
         });
         return rec;
     };

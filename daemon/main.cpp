@@ -162,6 +162,7 @@ daemon::EngineOptions engine_options(const config::Config& cfg, daemon::Notifier
     eopts.shutdown_timeout_s = cfg.snapshots.shutdown_timeout_s;
     eopts.reconcile_interval = cfg.reconcile_interval;
     eopts.history_days = cfg.jobs.history_days;
+    eopts.schedules = cfg.schedules;
     eopts.test_delays = daemon::parse_test_delays(std::getenv("SNAPVIRT_TEST_DELAYS"));
     eopts.status = [&notifier](const std::string& line) { notifier.status(line); };
     return eopts;

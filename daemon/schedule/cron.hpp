@@ -35,7 +35,7 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-// An IANA time zone ("UTC", "Europe/Berlin").
+// An IANA time zone ("UTC", "Europe/Berlin"). A default-constructed TimeZone reads as UTC.
 class TimeZone {
 public:
     // Throws TimeZoneError for a name the tz database does not know.
@@ -53,6 +53,7 @@ public:
 
     struct Impl;
 private:
+    friend class Cron;
     std::string name_;
     std::shared_ptr<const Impl> impl_;
 };
@@ -60,16 +61,20 @@ private:
 class Cron {
 public:
     // Five fields, six (a leading seconds field), or an @word (docs/api.md). Throws CronError. An expression that can never
-    // match (e.g. "0 0 30 2 *") is refused with part "expression".
+    // match (e.g. "0 0 30 2 *") is refused with part "expression". As in Vixie cron, a day field
+    // that starts with '*' ("*", "*/2") does not restrict the day: only when neither does, a day
+    // matching either runs; otherwise a day must match both.
     static Cron parse(std::string_view text);
 
     // The first slot strictly after `after`, in `zone`: a whole second (UTC ms; a whole minute
-    // for five fields). Local times in
-    // a spring-forward gap are skipped; a local time that occurs twice gives its first occurrence
-    // only. nullopt only if nothing matches within 8 years (parse refuses such expressions).
+    // for five fields). Local times in a spring-forward gap are skipped; a local time that occurs
+    // twice gives its first occurrence only. The search goes day by day, at most 60 years ahead
+    // (a Feb 29 on a given weekday can be decades away), so nullopt means practically never
+    // (parse refuses expressions that can never match).
     std::optional<TimeMs> next_after(TimeMs after, const TimeZone& zone) const;
 
-    // The newest slot at or before `at` and after `not_before` (for catch-up), or nullopt.
+    // The newest slot at or before `at` and after `not_before` (for catch-up), or nullopt. Searches
+    // backwards day by day, so a long window costs only as many days as it spans without a slot.
     std::optional<TimeMs> last_at_or_before(TimeMs at, TimeMs not_before, const TimeZone& zone) const;
 
     const std::string& text() const { return text_; }

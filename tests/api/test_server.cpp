@@ -6,6 +6,7 @@
 #include "api/routes.hpp"
 #include "api/server.hpp"
 #include "cli/client.hpp"
+#include "config/config.hpp"
 #include "tests/support/daemon.hpp"
 
 #include "tests/support/catch.hpp"
@@ -66,6 +67,59 @@ public:
         return it->second;
     }
     Job cancel_job(const std::string& id) override { return get_job(id); }
+    std::vector<Schedule> list_instance_schedules(const std::string& instance) override {
+        if (instance != "web1") throw ApiError(ErrorCode::instance_not_found, "There is no instance '" + instance + "'.");
+        std::lock_guard lock(mu);
+        std::vector<Schedule> out;
+        for (const auto& [id, s] : schedules) out.push_back(s);
+        return out;
+    }
+    Page<Schedule> list_schedules(const ScheduleQuery& q) override {
+        std::lock_guard lock(mu);
+        last_schedule_query = q;
+        Page<Schedule> page;
+        for (const auto& [id, s] : schedules) page.items.push_back(s);
+        page.next_cursor = "c2";
+        return page;
+    }
+    Schedule get_schedule(const std::string& id) override {
+        std::lock_guard lock(mu);
+        auto it = schedules.find(id);
+        if (it == schedules.end()) throw ApiError(ErrorCode::schedule_not_found, "There is no schedule '" + id + "'.");
+        return it->second;
+    }
+    Schedule create_schedule(const std::string& instance, const ScheduleRequest& r) override {
+        blocking_thread = std::this_thread::get_id();
+        std::lock_guard lock(mu);
+        Schedule s;
+        s.id = "sched-" + std::to_string(++schedule_creates);
+        s.instance = {"u1", instance};
+        s.name = *r.name;
+        s.cron = *r.cron;
+        s.mode = *r.mode;
+        s.stopped.shutdown_timeout_s = r.shutdown_timeout_s;
+        s.stopped.force_stop = r.force_stop.value_or(false);
+        s.keep_last = r.keep_last.value_or(std::nullopt);
+        s.max_age = r.max_age.value_or(std::nullopt);
+        s.next_run_at = 1795744800000;  // 2026-11-27T02:00:00.000Z
+        s.created_at = s.updated_at = 1795700000123;
+        schedules[s.id] = s;
+        return s;
+    }
+    Schedule edit_schedule(const std::string& id, const ScheduleRequest& r) override {
+        Schedule s = get_schedule(id);
+        std::lock_guard lock(mu);
+        if (r.enabled) s.enabled = *r.enabled;
+        if (!s.enabled) s.next_run_at.reset();
+        if (r.keep_last) s.keep_last = *r.keep_last;
+        return schedules[id] = s;
+    }
+    void delete_schedule(const std::string& id, bool with_snapshots) override {
+        get_schedule(id);
+        std::lock_guard lock(mu);
+        schedules.erase(id);
+        deleted_with_snapshots = with_snapshots;
+    }
     Readiness readiness() override { return {ready, ready ? "" : "libvirt is unreachable: test."}; }
     Host host() override {
         Host h;
@@ -107,6 +161,10 @@ public:
     std::mutex mu;
     std::map<std::string, Job> jobs;
     std::map<std::string, StoredResponse> idem;
+    std::map<std::string, Schedule> schedules;
+    ScheduleQuery last_schedule_query;
+    std::optional<bool> deleted_with_snapshots;
+    int schedule_creates = 0;
     int creates = 0;
     std::atomic<bool> ready{true};
     std::atomic<bool> reader_revoked{false};
@@ -624,4 +682,216 @@ TEST_CASE("Per client address, TCP connections are capped", "[server][limits]") 
     CHECK(error_code(r) == "too_many_connections");
     held.clear();
     CHECK(test::eventually([&] { return f.as().get("/v1/instances").status == 200; }, 3s));
+}
+
+TEST_CASE("A schedule is made with 201, a Location and the contract's JSON, once per Idempotency-Key", "[server][schedules]") {
+    Fixture f;
+    auto c = f.as();
+    const nlohmann::json body = {{"name", "nightly"}, {"cron", "0 2 * * *"}, {"mode", "memory"}, {"keep_last", 7}};
+    auto r = c.post("/v1/instances/web1/schedules", body, {{"Idempotency-Key", "s1"}});
+    REQUIRE(r.status == 201);
+    CHECK(*r.header("location") == "/v1/schedules/sched-1");
+    CHECK(f.backend.blocking_thread != std::thread::id());
+    const auto s = r.json();
+    CHECK(s["id"] == "sched-1");
+    CHECK(s["instance"] == nlohmann::json{{"uuid", "u1"}, {"name", "web1"}});
+    CHECK(s["name"] == "nightly");
+    CHECK(s["cron"] == "0 2 * * *");
+    CHECK(s["timezone"] == "UTC");
+    CHECK(s["mode"] == "memory");
+    // The stopped options mean nothing for memory mode.
+    CHECK(s["shutdown_timeout_s"].is_null());
+    CHECK(s["force_stop"].is_null());
+    CHECK(s["keep_stopped"].is_null());
+    CHECK(s["display_name_template"] == snapvirt::config::ScheduleConfig::default_display_name_template);
+    CHECK(s["keep_last"] == 7);
+    CHECK(s["max_age"].is_null());
+    CHECK(s["jitter_s"] == 0);
+    CHECK(s["enabled"] == true);
+    CHECK(s["next_run_at"] == "2026-11-27T02:00:00.000Z");
+    CHECK(s["last_run"].is_null());
+    CHECK(s["created_at"] == "2026-11-26T13:33:20.123Z");
+    CHECK(s["updated_at"] == s["created_at"]);
+
+    auto again = c.post("/v1/instances/web1/schedules", body, {{"Idempotency-Key", "s1"}});
+    CHECK(again.status == 201);
+    CHECK(again.body == r.body);
+    CHECK(*again.header("location") == "/v1/schedules/sched-1");
+    CHECK(again.header("idempotent-replayed"));
+    CHECK(f.backend.schedule_creates == 1);
+
+    auto stopped = c.post("/v1/instances/web1/schedules", {{"name", "cold"}, {"cron", "@daily"}, {"mode", "stopped"},
+                                                           {"force_stop", true}, {"max_age", "4w"}});
+    REQUIRE(stopped.status == 201);
+    CHECK(stopped.json()["shutdown_timeout_s"].is_null());  // unset: the configuration's default
+    CHECK(stopped.json()["force_stop"] == true);
+    CHECK(stopped.json()["keep_stopped"] == false);
+    CHECK(stopped.json()["keep_last"].is_null());
+    CHECK(stopped.json()["max_age"] == "4w");
+
+    auto bad = c.post("/v1/instances/web1/schedules", {{"name", "x"}, {"cron", "@daily"}, {"mode", "memory"}});
+    CHECK(bad.status == 400);
+    CHECK(bad.json()["error"]["details"]["field"] == "keep_last");
+    CHECK(f.backend.schedule_creates == 2);
+}
+
+TEST_CASE("Schedules are read, changed and deleted by id", "[server][schedules]") {
+    Fixture f;
+    auto c = f.as();
+    REQUIRE(c.post("/v1/instances/web1/schedules",
+                   {{"name", "hourly"}, {"cron", "@hourly"}, {"mode", "memory"}, {"keep_last", 24}})
+                .status == 201);
+    auto list = c.get("/v1/instances/web1/schedules");
+    REQUIRE(list.status == 200);
+    REQUIRE(list.json()["items"].size() == 1);
+    CHECK(list.json()["items"][0]["name"] == "hourly");
+    CHECK(list.json().size() == 1);  // unpaged: no next_cursor
+    CHECK(c.get("/v1/instances/nope/schedules").status == 404);
+    CHECK(c.get("/v1/instances/web1/schedules?limit=5").status == 400);
+
+    auto page = c.get("/v1/schedules?instance=web1&limit=1&cursor=c1");
+    REQUIRE(page.status == 200);
+    CHECK(page.json()["next_cursor"] == "c2");
+    CHECK(page.json()["items"].size() == 1);
+    CHECK(f.backend.last_schedule_query.instance == "web1");
+    CHECK(f.backend.last_schedule_query.limit == 1u);
+    CHECK(f.backend.last_schedule_query.cursor == "c1");
+    REQUIRE(c.get("/v1/schedules").status == 200);
+    CHECK(f.backend.last_schedule_query.limit == 100u);
+    CHECK(c.get("/v1/schedules?limit=1001").json()["error"]["details"]["field"] == "limit");
+    CHECK(c.get("/v1/schedules?state=ready").json()["error"]["details"]["field"] == "state");
+
+    CHECK(c.get("/v1/schedules/sched-1").json()["name"] == "hourly");
+    auto missing = c.get("/v1/schedules/nope");
+    CHECK(missing.status == 404);
+    CHECK(error_code(missing) == "schedule_not_found");
+    CHECK(c.send("HEAD", "/v1/schedules/sched-1", "", {}).status == 200);
+
+    auto edited = c.patch("/v1/schedules/sched-1", {{"enabled", false}, {"keep_last", nullptr}});
+    REQUIRE(edited.status == 200);
+    CHECK(edited.json()["enabled"] == false);
+    CHECK(edited.json()["next_run_at"].is_null());
+    CHECK(edited.json()["keep_last"].is_null());
+    CHECK(error_code(c.patch("/v1/schedules/sched-1", nlohmann::json::object())) == "invalid_request");
+    CHECK(error_code(c.patch("/v1/schedules/sched-1", {{"cron", nullptr}})) == "invalid_request");
+    CHECK(error_code(c.patch("/v1/schedules/sched-1", {{"nmae", "x"}})) == "unknown_field");
+    CHECK(error_code(c.patch("/v1/schedules/nope", {{"enabled", true}})) == "schedule_not_found");
+
+    auto not_allowed = c.send("PUT", "/v1/schedules/sched-1", "{}", {});
+    CHECK(not_allowed.status == 405);
+    CHECK(*not_allowed.header("allow") == "GET, PATCH, DELETE");
+    CHECK(*c.send("DELETE", "/v1/instances/web1/schedules", "", {}).header("allow") == "GET, POST");
+    CHECK(c.send("POST", "/v1/schedules", "{}", {}).status == 405);
+
+    CHECK(error_code(c.del("/v1/schedules/sched-1?snapshots=maybe")) == "invalid_request");
+    CHECK(error_code(c.send("DELETE", "/v1/schedules/sched-1", "{}", {{"Content-Type", "application/json"}})) ==
+          "invalid_request");
+    auto deleted = c.del("/v1/schedules/sched-1?snapshots=true");
+    CHECK(deleted.status == 204);
+    CHECK(deleted.body.empty());
+    CHECK(deleted.header("content-length") == nullptr);
+    CHECK(f.backend.deleted_with_snapshots == true);
+    // The connection goes on after a 204: the next answer is read whole.
+    client::Connection conn(f.url);
+    REQUIRE(c.post("/v1/instances/web1/schedules", {{"name", "b"}, {"cron", "@daily"}, {"mode", "memory"}, {"max_age", "7d"}})
+                .status == 201);
+    CHECK(conn.request("DELETE", "/v1/schedules/sched-2", "", {{"Authorization", "Bearer w-token"}}).status == 204);
+    CHECK(f.backend.deleted_with_snapshots == false);
+    CHECK(conn.request("GET", "/v1/schedules/sched-2", "", {{"Authorization", "Bearer w-token"}}).status == 404);
+}
+
+TEST_CASE("Schedules are read with the read scope and changed with the write scope only", "[server][schedules][auth]") {
+    Fixture f;
+    REQUIRE(f.as().post("/v1/instances/web1/schedules",
+                        {{"name", "n"}, {"cron", "@daily"}, {"mode", "memory"}, {"keep_last", 1}})
+                .status == 201);
+    auto reader = f.as("r-token");
+    CHECK(reader.get("/v1/instances/web1/schedules").status == 200);
+    CHECK(reader.get("/v1/schedules").status == 200);
+    CHECK(reader.get("/v1/schedules/sched-1").status == 200);
+    CHECK(error_code(reader.post("/v1/instances/web1/schedules",
+                                 {{"name", "m"}, {"cron", "@daily"}, {"mode", "memory"}, {"keep_last", 1}})) == "forbidden");
+    CHECK(error_code(reader.patch("/v1/schedules/sched-1", {{"enabled", false}})) == "forbidden");
+    CHECK(error_code(reader.del("/v1/schedules/sched-1")) == "forbidden");
+    CHECK(f.as("").get("/v1/schedules").status == 401);
+    CHECK(f.backend.schedule_creates == 1);
+    CHECK(f.backend.schedules.size() == 1);
+}
+
+TEST_CASE("Schedule events reach the event stream with the contract's data", "[server][events][schedules]") {
+    Fixture f;
+    client::Connection stream(f.url);
+    REQUIRE(stream.open_stream("/v1/events", {{"Authorization", "Bearer r-token"}}).status == 200);
+    Schedule s;
+    s.id = "sched-9";
+    s.instance = {"u1", "web1"};
+    s.name = "nightly";
+    s.cron = "0 2 * * *";
+    s.timezone = "Europe/Berlin";
+    s.mode = snapvirt::SnapshotMode::stopped;
+    s.stopped = {90, true, false};
+    s.display_name_template = "{schedule} {date}";
+    s.keep_last = 3;
+    ScheduleRun run;
+    run.slot = 1795744800000;
+    run.at = 1795744803500;
+    run.job_id = "job-7";
+    run.outcome = snapvirt::ScheduleOutcome::failed;
+    run.error = snapvirt::ErrorInfo{"snapshot_limit_reached", "Instance 'web1' has 10 snapshots."};
+    f.hub.schedule_created(s);
+    s.last_run = run;
+    f.hub.schedule_run(s, run);
+    f.hub.schedule_updated(s);
+    f.hub.schedule_deleted(s);
+
+    auto created = stream.next_event(5s);
+    REQUIRE(created);
+    CHECK(created->type == "schedule.created");
+    const auto c = nlohmann::json::parse(created->data);
+    CHECK(c["id"] == "sched-9");
+    CHECK(c["timezone"] == "Europe/Berlin");
+    CHECK(c["mode"] == "stopped");
+    CHECK(c["shutdown_timeout_s"] == 90);
+    CHECK(c["force_stop"] == true);
+    CHECK(c["keep_stopped"] == false);
+    CHECK(c["display_name_template"] == "{schedule} {date}");
+    CHECK(c["last_run"].is_null());
+
+    auto ran = stream.next_event(5s);
+    REQUIRE(ran);
+    CHECK(ran->type == "schedule.run");
+    CHECK(nlohmann::json::parse(ran->data) ==
+          nlohmann::json{{"schedule_id", "sched-9"},
+                         {"instance", {{"uuid", "u1"}, {"name", "web1"}}},
+                         {"slot", "2026-11-27T02:00:00.000Z"},
+                         {"at", "2026-11-27T02:00:03.500Z"},
+                         {"job_id", "job-7"},
+                         {"outcome", "failed"},
+                         {"error", {{"code", "snapshot_limit_reached"}, {"message", "Instance 'web1' has 10 snapshots."}}}});
+
+    auto updated = stream.next_event(5s);
+    REQUIRE(updated);
+    CHECK(updated->type == "schedule.updated");
+    CHECK(nlohmann::json::parse(updated->data)["last_run"] ==
+          nlohmann::json{{"at", "2026-11-27T02:00:03.500Z"},
+                         {"slot", "2026-11-27T02:00:00.000Z"},
+                         {"job_id", "job-7"},
+                         {"outcome", "failed"},
+                         {"error", {{"code", "snapshot_limit_reached"}, {"message", "Instance 'web1' has 10 snapshots."}}}});
+    auto deleted = stream.next_event(5s);
+    REQUIRE(deleted);
+    CHECK(deleted->type == "schedule.deleted");
+    CHECK(nlohmann::json::parse(deleted->data)["id"] == "sched-9");
+}
+
+TEST_CASE("A snapshot names the schedule whose run took it", "[server][schedules]") {
+    Snapshot s;
+    s.id = "snap-1";
+    s.schedule_id = "sched-1";
+    auto j = nlohmann::json::parse(json_string(s));
+    CHECK(j["schedule_id"] == "sched-1");
+    s.schedule_id.reset();
+    j = nlohmann::json::parse(json_string(s));
+    REQUIRE(j.contains("schedule_id"));
+    CHECK(j["schedule_id"].is_null());
 }

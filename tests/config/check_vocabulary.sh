@@ -24,6 +24,7 @@ api/errors.cpp	nlohmann::json body = {{"error", {{"code", code_name(e.code())}, 
 api/errors.cpp	if (!e.details().empty()) body["error"]["details"] = e.details();	the contract's JSON key
 api/json.cpp	.error("error", s.error)	the contract's JSON key
 api/json.cpp	.error("error", j.error);	the contract's JSON key
+api/json.cpp	.error("error", r.error)	the contract's JSON key (a schedule's run)
 api/routes.cpp	return ok_json({{"status", "ready"}});	/readyz's answer, not a snapshot state
 api/metrics.cpp	const std::string method = methods.count(raw_method) ? raw_method : "other";	an HTTP method label
 config/config.cpp	static const char* const levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};	log levels

@@ -48,6 +48,12 @@ public:
     void snapshot_updated(const api::Snapshot& s) override { add("snapshot.updated", s.name + ":" + to_string(s.state)); }
     void snapshot_deleted(const api::Snapshot& s) override { add("snapshot.deleted", s.name); }
     void instance_updated(const api::Instance& i) override { add("instance.updated", i.name); }
+    void schedule_created(const api::Schedule& s) override { add("schedule.created", s.name); }
+    void schedule_updated(const api::Schedule& s) override { add("schedule.updated", s.name); }
+    void schedule_deleted(const api::Schedule& s) override { add("schedule.deleted", s.name); }
+    void schedule_run(const api::Schedule& s, const api::ScheduleRun& r) override {
+        add("schedule.run", s.name + ":" + to_string(r.outcome));
+    }
     std::vector<std::pair<std::string, std::string>> events() {
         std::lock_guard lock(mu_);
         return events_;

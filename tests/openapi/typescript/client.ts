@@ -25,7 +25,26 @@ export const extra: CreateBody = { mode: "memory", nme: "x" };
 // @ts-expect-error unknown start value
 export const badStart: RevertBody = { start: "later" };
 
+type ScheduleCreateBody = NonNullable<paths["/v1/instances/{instance}/schedules"]["post"]["requestBody"]>["content"]["application/json"];
+type ScheduleEditBody = NonNullable<paths["/v1/schedules/{id}"]["patch"]["requestBody"]>["content"]["application/json"];
+
+// A schedule with only what it needs; timezone, jitter_s, enabled... keep their defaults.
+export const nightly: ScheduleCreateBody = { name: "nightly", cron: "0 2 * * *", mode: "memory", keep_last: 7 };
+export const weekly: components["schemas"]["CreateScheduleRequest"] = { name: "weekly", cron: "@weekly", mode: "stopped", max_age: "4w" };
+export const disable: ScheduleEditBody = { enabled: false };
+export const clearKeepLast: ScheduleEditBody = { keep_last: null, max_age: "14d" };
+// @ts-expect-error cron is required
+export const noCron: ScheduleCreateBody = { name: "x", mode: "memory", keep_last: 1 };
+// @ts-expect-error only memory and stopped
+export const otherMode: ScheduleCreateBody = { name: "x", cron: "@daily", mode: "other", keep_last: 1 };
+// @ts-expect-error null clears only in a change
+export const nullOnCreate: ScheduleCreateBody = { name: "x", cron: "@daily", mode: "memory", keep_last: null };
+
 // An answer is typed too: a job's state is one of the documented values.
 export function finished(job: components["schemas"]["Job"]): boolean {
     return job.state === "succeeded" || job.state === "failed" || job.state === "cancelled";
+}
+
+export function lastOutcome(s: components["schemas"]["Schedule"]): string {
+    return s.last_run === null ? "never" : s.last_run.outcome;
 }

@@ -1,3 +1,8 @@
+#pragma once
+// Session<Stream>'s definitions, included only by session_tcp.cpp, session_tls.cpp and
+// session_unix.cpp: each instantiates the session for one transport, so the three (the
+// heaviest Beast code of the build) compile in parallel.
+
 #include "api/session.hpp"
 
 #include <boost/asio/redirect_error.hpp>
@@ -240,7 +245,9 @@ awaitable<void> Session<Stream>::write_response(const Request& req, Response r, 
     const std::string* body = &r.bytes();
     http::response<http::buffer_body> res{static_cast<http::status>(r.status), 11};
     res.set(http::field::server, ctx_.opts.server_name);
-    res.set(http::field::content_type, r.content_type);
+    // 204 carries neither a body nor the headers that describe one (RFC 9110, 8.6 and 15.3.5).
+    const bool no_content = r.status == 204;
+    if (!no_content) res.set(http::field::content_type, r.content_type);
     res.set("X-Request-Id", answer_request_id(req));
     res.set("X-Content-Type-Options", "nosniff");
     if (info_.tls) res.set(http::field::strict_transport_security, hsts);
@@ -252,7 +259,7 @@ awaitable<void> Session<Stream>::write_response(const Request& req, Response r, 
     if (!cache_set) res.set(http::field::cache_control, "no-store");
     if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"snapvirt\"");
     res.keep_alive(keep_alive);
-    res.content_length(body->size());
+    if (!no_content) res.content_length(body->size());
     const bool head_only = req.method == "HEAD";
     res.body().data = head_only || body->empty() ? nullptr : const_cast<char*>(body->data());
     res.body().size = head_only ? 0 : body->size();
@@ -297,9 +304,5 @@ void Session<Stream>::access_log(const Request& req, int status, std::size_t byt
                  theirs, info_.peer,
                  log_escape(req.method), log_escape(req.target), status, bytes, ms);
 }
-
-template class Session<TcpStream>;
-template class Session<TlsStream>;
-template class Session<UnixStream>;
 
 }  // namespace snapvirt::api
