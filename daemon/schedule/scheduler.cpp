@@ -159,7 +159,7 @@ TimeMs Scheduler::tick() {
         const auto t = timing_of(s);
         if (!t) continue;
         if (!s.next_run_at) {
-            set_next_run(s.id, t->cron.next_after(now, t->zone));
+            set_next_run(s, t->cron.next_after(now, t->zone));
             continue;
         }
         const TimeMs slot = *s.next_run_at;
@@ -179,7 +179,7 @@ TimeMs Scheduler::tick() {
             }
             const TimeMs window_end = now + static_cast<TimeMs>(opts_.schedules.busy_window_s) * second_ms;
             pending_[s.id] = Pending{slot, due, std::min(window_end, slot + period), now, false};
-            set_next_run(s.id, t->cron.next_after(slot, t->zone));
+            set_next_run(s, t->cron.next_after(slot, t->zone));
             continue;
         }
         // snapvirtd was down (or the host asleep) across one or more slots: the newest runs once,
@@ -198,7 +198,7 @@ TimeMs Scheduler::tick() {
                          in_quotes(s.name), in_quotes(s.instance.name), newest);
             record(s, ScheduleRun{newest, now, std::nullopt, ScheduleOutcome::missed, std::nullopt}, true);
         }
-        set_next_run(s.id, next_slot);
+        set_next_run(s, next_slot);
     }
 
     try_pending(now);
@@ -296,6 +296,7 @@ bool Scheduler::try_submit(const Schedule& s, Pending& p, TimeMs now) {
         return true;
     } catch (const ApiError& e) {
         const ErrorCode code = e.code();
+        if (code == ErrorCode::schedule_not_found) return true;  // deleted meanwhile: nothing to record
         if (retryable(code)) {
             if (now >= p.deadline) {
                 const ErrorInfo why = info_of(e);
@@ -437,14 +438,21 @@ void Scheduler::record(const Schedule& s, ScheduleRun run, bool insert) {
     host_.publish_schedule(s.id);
 }
 
-void Scheduler::set_next_run(const std::string& schedule_id, std::optional<TimeMs> next) {
-    // Read just before writing: an edit through the API in between is not overwritten, only
-    // next_run_at changes.
-    auto s = catalog_.schedule(schedule_id);
-    if (!s || s->next_run_at == next) return;
-    s->next_run_at = next;
-    catalog_.update_schedule(*s);
-    host_.publish_schedule(schedule_id);
+void Scheduler::set_next_run(const Schedule& basis, std::optional<TimeMs> next) {
+    const std::string& schedule_id = basis.id;
+    // Read and written under the catalog's write lock: an edit through the API is never undone,
+    // only next_run_at changes. A schedule disabled meanwhile keeps next_run_at null.
+    bool changed = false;
+    catalog_.write_transaction([&] {
+        auto s = catalog_.schedule(schedule_id);
+        // An edit of the timing meanwhile computed its own next_run_at: keep that one.
+        if (!s || !s->enabled || s->next_run_at == next || s->cron != basis.cron || s->timezone != basis.timezone)
+            return;
+        s->next_run_at = next;
+        catalog_.update_schedule(*s);
+        changed = true;
+    });
+    if (changed) host_.publish_schedule(schedule_id);
 }
 
 std::string Scheduler::choose_display_name(const Schedule& s, TimeMs slot) {

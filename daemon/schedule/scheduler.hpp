@@ -115,7 +115,7 @@ private:
     std::vector<Snapshot> expired(const Schedule& s, TimeMs now);
 
     void record(const Schedule& s, ScheduleRun run, bool insert);
-    void set_next_run(const std::string& schedule_id, std::optional<TimeMs> next);
+    void set_next_run(const Schedule& basis, std::optional<TimeMs> next);
     std::string choose_display_name(const Schedule& s, TimeMs slot);
     TimeMs due_time(const Schedule& s) const;
 

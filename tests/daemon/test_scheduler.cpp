@@ -543,9 +543,9 @@ TEST_CASE("After downtime a schedule catches up once within the window, else rec
     SECTION("a schedule whose slot has not come is left alone") {
         World w;
         w.add(w.schedule("s1", "0 * * * *", T0 + 60 * MIN));
-        w.at(T0 + 30 * MIN);
+        w.at(T0 + 59 * MIN + 30 * SEC);
         Scheduler sched(w.opts, w.c, w.host, w.clock);
-        CHECK(sched.tick() == T0 + 60 * MIN);
+        CHECK(sched.tick() == T0 + 60 * MIN);  // sleeps until the slot
         CHECK(w.host.creates.empty());
     }
 }
@@ -591,6 +591,9 @@ TEST_CASE("Jitter is a fixed offset per schedule and slot within jitter_s", "[sc
     w.add(s);
     Scheduler sched(w.opts, w.c, w.host, w.clock);
     const TimeMs due = T0 + 60 * MIN + jitter_offset("s1", T0 + 60 * MIN, 600, 60 * MIN).count();
+    // Sleeps until the slot plus its offset (at most a minute at a time).
+    CHECK(sched.tick() == std::min(due, T0 + MIN));
+    w.at(due - 30 * SEC);
     CHECK(sched.tick() == due);
     w.at(due - 1);
     sched.tick();
