@@ -759,14 +759,14 @@ TEST_CASE("Schedules: the CLI creates, lists, shows, edits and deletes a schedul
     CHECK(contains(r.out, "(none yet)"));
 
     // edit: only what is given changes.
-    r = cli({"schedules", "edit", g.name() + "/daily-0200", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin", "--keep-last", "14",
+    r = cli({"schedules", "edit", g.name() + "/daily-0200", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin", "--keep-last", "9",
              "-o", "json"});
     REQUIRE(r.exit == ok);
     json s = schedule_by_api(c, id);
     CHECK(r.doc() == s);
     CHECK(s["cron"] == "30 3 * * *");
     CHECK(s["timezone"] == "Europe/Berlin");
-    CHECK(s["keep_last"] == 14);
+    CHECK(s["keep_last"] == 9);
     CHECK(s["mode"] == "memory");
     CHECK(s["name"] == "daily-0200");
     CHECK(s["enabled"] == true);

@@ -621,8 +621,8 @@ for (const lang of ['en', 'de']) {
 // ---- the Schedules card ------------------------------------------------------------------------
 
 const SCHED = {
-  en: { title: 'Schedules', add: 'Add schedule', edit: 'Edit schedule', del: 'Delete schedule', minute: 'minute', disabled: 'disabled', never: 'not run yet', keep: 'last 14', withSnapshots: 'Also delete its snapshots', create: 'Create', save: 'Save', skipped: 'skipped' },
-  de: { title: 'Zeitpläne', add: 'Zeitplan hinzufügen', edit: 'Zeitplan bearbeiten', del: 'Zeitplan löschen', minute: 'Minute', disabled: 'deaktiviert', never: 'noch nicht gelaufen', keep: 'letzte 14', withSnapshots: 'Auch seine Snapshots löschen', create: 'Erstellen', save: 'Speichern', skipped: 'übersprungen' },
+  en: { title: 'Schedules', add: 'Add schedule', edit: 'Edit schedule', del: 'Delete schedule', minute: 'minute', disabled: 'disabled', never: 'not run yet', keep: 'last 9', withSnapshots: 'Also delete its snapshots', create: 'Create', save: 'Save', skipped: 'skipped' },
+  de: { title: 'Zeitpläne', add: 'Zeitplan hinzufügen', edit: 'Zeitplan bearbeiten', del: 'Zeitplan löschen', minute: 'Minute', disabled: 'deaktiviert', never: 'noch nicht gelaufen', keep: 'letzte 9', withSnapshots: 'Auch seine Snapshots löschen', create: 'Erstellen', save: 'Speichern', skipped: 'übersprungen' },
 };
 
 describe('the page’s two languages', () => {
@@ -732,7 +732,7 @@ for (const lang of ['en', 'de']) {
       await dlg.waitFor();
       await waitText(dlg.getByRole('heading', { level: 2 }), new RegExp('^' + esc(S.edit) + '$'));
       assert.equal(await byLabel(dlg, 'Cron expression').inputValue(), '0 2 * * *');
-      await byLabel(dlg, 'Keep last').fill('14');
+      await byLabel(dlg, 'Keep last').fill('9');
       await dlg.locator('details.advanced summary').click();
       await byLabel(dlg, 'Time zone').fill('Europe/Berlin');
       assert.equal(await text(dlg.getByRole('button', exact('Save'))), S.save);
@@ -743,7 +743,7 @@ for (const lang of ['en', 'de']) {
       await waitText(row, /Europe\/Berlin/, 10_000);
       await waitText(row, new RegExp(esc(S.keep)), 10_000);
       const s = (await apiGet(`/v1/schedules/${id}`)).body;
-      assert.equal(s.keep_last, 14);
+      assert.equal(s.keep_last, 9);
       assert.equal(s.timezone, 'Europe/Berlin');
       assert.equal(s.cron, '0 2 * * *');
       assert.equal(await row.locator('.sched-next time').getAttribute('datetime'), s.next_run_at);
