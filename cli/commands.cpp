@@ -1,9 +1,13 @@
 #include "cli/commands.hpp"
 
+#include "config/vocabulary.hpp"
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <set>
+#include <sstream>
 
 namespace snapvirt::cli {
 
@@ -94,6 +98,23 @@ json fetch_page(const Context& c, const std::string& path, Query q, const ListAr
     return c.api.get(with_query(path, q));
 }
 
+// The names of the schedules that took some of `snapshots` (none asked for when none did).
+// `instance` empty: every schedule on the host.
+ScheduleNames schedule_names(const Context& c, const json& snapshots, const std::string& instance) {
+    ScheduleNames names;
+    const bool any = std::any_of(snapshots.begin(), snapshots.end(),
+                                 [](const json& s) { return s.contains("schedule_id") && s["schedule_id"].is_string(); });
+    if (!any) return names;
+    try {
+        const json items = instance.empty() ? c.api.all_pages("/v1/schedules", {})
+                                            : c.api.get("/v1/instances/" + escape(instance) + "/schedules")["items"];
+        for (const auto& s : items) names[str(s["id"])] = str(s["name"]);
+    } catch (const Failure&) {
+        // The snapshots still show, with the schedule's short ID.
+    }
+    return names;
+}
+
 void more_hint(const Context& c, const json& page, const char* what) {
     if (c.format != Format::json && page["next_cursor"].is_string())
         std::cerr << "More " << what << " follow: pass --all, or --cursor " << str(page["next_cursor"]) << std::endl;
@@ -130,7 +151,7 @@ Exit snapshots_list(const Context& c, const ListArgs& a) {
     if (a.instance.empty()) {
         const json page = fetch_page(c, "/v1/snapshots", filters, a);
         if (c.format == Format::json) print_json(page);
-        else print_snapshots(page["items"], c.format, false);
+        else print_snapshots(page["items"], c.format, false, schedule_names(c, page["items"], ""));
         more_hint(c, page, "snapshots");
         return Exit::ok;
     }
@@ -147,12 +168,16 @@ Exit snapshots_list(const Context& c, const ListArgs& a) {
             if (keep.count(str(s["id"]))) kept.push_back(std::move(s));
         items = std::move(kept);
     }
-    print_snapshots(items, c.format, filters.empty());
+    const ScheduleNames names = c.format == Format::json ? ScheduleNames{} : schedule_names(c, items, a.instance);
+    print_snapshots(items, c.format, filters.empty(), names);
     return Exit::ok;
 }
 
 Exit snapshots_show(const Context& c, const std::string& ref) {
-    print_snapshot(c.api.snapshot(ref), c.format);
+    const json s = c.api.snapshot(ref);
+    const ScheduleNames names =
+        c.format == Format::json ? ScheduleNames{} : schedule_names(c, json::array({s}), str(s["instance"]["uuid"]));
+    print_snapshot(s, c.format, names);
     return Exit::ok;
 }
 
@@ -229,6 +254,135 @@ Exit snapshots_delete(const Context& c, const DeleteArgs& a) {
     if (c.format == Format::json) print_json({{"job", o.job}});
     else print_job(o.job, c.format);
     return conclude(c, o, a.wait.timeout_s);
+}
+
+// ---- schedules -------------------------------------------------------------------------------
+
+std::string default_schedule_name(const std::string& cron) {
+    std::vector<std::string> f;
+    std::istringstream in(cron);
+    for (std::string w; in >> w;) {
+        std::transform(w.begin(), w.end(), w.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        f.push_back(w);
+    }
+    const auto number = [](const std::string& w) {
+        return !w.empty() && w.size() <= 2 && std::all_of(w.begin(), w.end(), [](unsigned char ch) { return std::isdigit(ch); });
+    };
+    const auto word = [](const std::string& w) {
+        return !w.empty() && w.size() <= 9 && std::all_of(w.begin(), w.end(), [](unsigned char ch) { return std::isalnum(ch); });
+    };
+    const auto two = [](const std::string& w) { return w.size() == 1 ? "0" + w : w; };
+    if (f.size() == 1 && f[0].size() > 1 && f[0][0] == '@' && word(f[0].substr(1))) {
+        const std::string w = f[0].substr(1);
+        return w == "midnight" ? "daily" : w == "annually" ? "yearly" : w;
+    }
+    if (f.size() == 6) {  // a leading seconds field: named as the minutes' schedule only when fixed
+        if (!number(f[0])) return "schedule";
+        f.erase(f.begin());
+    }
+    if (f.size() != 5 || f[2] != "*" || f[3] != "*") return "schedule";
+    if (number(f[0]) && f[1] == "*" && f[4] == "*") return "hourly-" + two(f[0]);
+    if (!number(f[0]) || !number(f[1])) return "schedule";
+    if (f[4] == "*") return "daily-" + two(f[1]) + two(f[0]);
+    if (word(f[4])) return "weekly-" + f[4] + "-" + two(f[1]) + two(f[0]);
+    return "schedule";
+}
+
+namespace {
+
+std::string schedule_label(const json& s) { return "schedule " + quoted(s["name"]) + " of " + quoted(s["instance"]["name"]); }
+
+// The request body of a create or an edit: the options given, nulls for the --no-... ones.
+json schedule_body(const ScheduleArgs& a) {
+    json body = json::object();
+    if (a.name) body["name"] = *a.name;
+    if (a.cron) body["cron"] = *a.cron;
+    if (a.timezone) body["timezone"] = *a.timezone;
+    if (a.mode) body["mode"] = *a.mode;
+    if (a.shutdown_timeout_s) body["shutdown_timeout_s"] = *a.shutdown_timeout_s;
+    if (a.force_stop) body["force_stop"] = *a.force_stop;
+    if (a.keep_stopped) body["keep_stopped"] = *a.keep_stopped;
+    if (a.display_name_template) body["display_name_template"] = *a.display_name_template;
+    if (a.clear_template) body["display_name_template"] = nullptr;
+    if (a.keep_last) body["keep_last"] = *a.keep_last;
+    if (a.clear_keep_last) body["keep_last"] = nullptr;
+    if (a.max_age) body["max_age"] = *a.max_age;
+    if (a.clear_max_age) body["max_age"] = nullptr;
+    if (a.jitter_s) body["jitter_s"] = *a.jitter_s;
+    if (a.enabled) body["enabled"] = *a.enabled;
+    return body;
+}
+
+// The snapshots a schedule took, from its instance's list.
+std::size_t snapshots_taken_by(const Context& c, const json& schedule) {
+    const json items = c.api.get("/v1/instances/" + escape(str(schedule["instance"]["uuid"])) + "/snapshots")["items"];
+    return static_cast<std::size_t>(std::count_if(items.begin(), items.end(), [&](const json& s) {
+        return s.contains("schedule_id") && str(s["schedule_id"]) == str(schedule["id"]);
+    }));
+}
+
+}  // namespace
+
+Exit schedules_list(const Context& c, const ListArgs& a) {
+    if (a.instance.empty()) {
+        const json page = fetch_page(c, "/v1/schedules", {}, a);
+        if (c.format == Format::json) print_json(page);
+        else print_schedules(page["items"], c.format);
+        more_hint(c, page, "schedules");
+        return Exit::ok;
+    }
+    if (a.limit || !a.cursor.empty())
+        throw Failure(Exit::usage, "--limit and --cursor page the host-wide list; an instance's list is always complete.");
+    print_schedules(c.api.get("/v1/instances/" + escape(a.instance) + "/schedules")["items"], c.format);
+    return Exit::ok;
+}
+
+Exit schedules_show(const Context& c, const std::string& ref) {
+    print_schedule(c.api.schedule(ref), c.format);
+    return Exit::ok;
+}
+
+Exit schedules_create(const Context& c, const ScheduleArgs& a) {
+    const bool stopped = a.mode && *a.mode == to_string(SnapshotMode::stopped);
+    if (!stopped && (a.force_stop || a.keep_stopped || a.shutdown_timeout_s))
+        throw Failure(Exit::usage, "--force-stop, --keep-stopped and --shutdown-timeout apply to --mode stopped only.");
+    ScheduleArgs args = a;
+    if (!args.name) args.name = default_schedule_name(a.cron.value_or(""));
+    const json s = c.api.post("/v1/instances/" + escape(a.instance) + "/schedules", schedule_body(args), new_idempotency_key());
+    print_schedule(s, c.format);
+    if (c.progress != ProgressMode::none && c.format != Format::json && c.format != Format::id)
+        std::cerr << "Created " << schedule_label(s) << "." << std::endl;
+    return Exit::ok;
+}
+
+Exit schedules_edit(const Context& c, const ScheduleArgs& a) {
+    const json body = schedule_body(a);
+    if (body.empty())
+        throw Failure(Exit::usage, "Nothing to change: give at least one option, e.g. --cron, --keep-last or --disable.");
+    const json s = c.api.schedule(a.ref);
+    print_schedule(c.api.patch("/v1/schedules/" + escape(str(s["id"])), body), c.format);
+    return Exit::ok;
+}
+
+Exit schedules_delete(const Context& c, const ScheduleDeleteArgs& a) {
+    const json s = c.api.schedule(a.ref);
+    const std::size_t n = snapshots_taken_by(c, s);
+    const std::string count = std::to_string(n) + " snapshot" + (n == 1 ? "" : "s");
+    std::string question = "Delete " + schedule_label(s) + " (" + clean(str(s["cron"])) + ")?";
+    if (a.snapshots) question += "\nIts " + count + " are deleted too. This cannot be undone.";
+    else if (n > 0) question += "\nIts " + count + " stay, as ordinary snapshots.";
+    confirm(a.yes, "delete the schedule", question);
+    c.api.del("/v1/schedules/" + escape(str(s["id"])) + (a.snapshots ? "?snapshots=true" : ""));
+    switch (c.format) {
+        case Format::json: print_json(s); break;
+        case Format::id: std::cout << str(s["id"]) << "\n"; break;
+        default:
+            std::cout << "Deleted " << schedule_label(s) << "." << "\n";
+            if (a.snapshots && n > 0)
+                std::cout << "Its " << count << " are being deleted; follow with: snapvirt jobs list --instance "
+                          << clean(str(s["instance"]["name"])) << " --kind " << to_string(JobKind::delete_) << "\n";
+    }
+    return Exit::ok;
 }
 
 // ---- jobs ------------------------------------------------------------------------------------

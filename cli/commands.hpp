@@ -59,6 +59,25 @@ struct DeleteArgs {
     WaitArgs wait;
 };
 
+// schedules create (instance set) and schedules edit (ref set): only the options given are sent.
+struct ScheduleArgs {
+    std::string instance, ref;
+    std::optional<std::string> name, cron, timezone, mode, display_name_template, max_age;
+    std::optional<unsigned> keep_last, jitter_s, shutdown_timeout_s;
+    std::optional<bool> enabled, force_stop, keep_stopped;
+    bool clear_keep_last = false, clear_max_age = false, clear_template = false;  // edit: --no-...
+};
+
+struct ScheduleDeleteArgs {
+    std::string ref;
+    bool snapshots = false, yes = false;
+};
+
+// The name `schedules create` gives a schedule without --name: "daily-0200" for "0 2 * * *",
+// "hourly-15" for "15 * * * *", "weekly-sun-0300" for "0 3 * * sun", "daily" for "@daily",
+// otherwise "schedule".
+std::string default_schedule_name(const std::string& cron);
+
 Exit host_show(const Context& c);
 
 Exit instances_list(const Context& c);
@@ -70,6 +89,12 @@ Exit snapshots_create(const Context& c, const CreateArgs& a);
 Exit snapshots_revert(const Context& c, const RevertArgs& a);
 Exit snapshots_edit(const Context& c, const EditArgs& a);
 Exit snapshots_delete(const Context& c, const DeleteArgs& a);
+
+Exit schedules_list(const Context& c, const ListArgs& a);
+Exit schedules_show(const Context& c, const std::string& ref);
+Exit schedules_create(const Context& c, const ScheduleArgs& a);
+Exit schedules_edit(const Context& c, const ScheduleArgs& a);
+Exit schedules_delete(const Context& c, const ScheduleDeleteArgs& a);
 
 Exit jobs_list(const Context& c, const ListArgs& a);
 Exit jobs_show(const Context& c, const std::string& ref);

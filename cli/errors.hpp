@@ -12,8 +12,8 @@ enum class Exit : int {
     ok = 0,
     job_failed = 1,      // the job ended `failed` or `cancelled`
     usage = 2,           // bad command line, ambiguous reference, unusable local file
-    not_found = 3,       // 404: no such instance, snapshot or job
-    conflict = 4,        // 409: busy, exists, limit, not ready, not cancellable, idempotency
+    not_found = 3,       // 404: no such instance, snapshot, schedule or job
+    conflict = 4,        // 409: busy, snapshot or schedule exists, limit, not ready, not cancellable, idempotency
     rejected = 5,        // 400, 413, 415, 422: the daemon refused the request's content
     auth = 6,            // 401, 403, or no permission on the Unix socket
     unavailable = 7,     // cannot reach the daemon, or 503 (hypervisor unavailable)
@@ -63,8 +63,8 @@ inline const char* exit_code_help() {
            "  0    success\n"
            "  1    the job ended failed or cancelled\n"
            "  2    usage error (bad arguments, ambiguous snapshot or job reference)\n"
-           "  3    not found (instance, snapshot or job)\n"
-           "  4    conflict (instance busy, snapshot exists, limit reached, not cancellable, idempotency key reused)\n"
+           "  3    not found (instance, snapshot, schedule or job)\n"
+           "  4    conflict (instance busy, snapshot or schedule exists, limit reached, not cancellable, idempotency key reused)\n"
            "  5    request refused as invalid (HTTP 400, 413, 415, 422: e.g. bad name, instance not running)\n"
            "  6    authentication or permission (HTTP 401, 403, Unix socket permissions)\n"
            "  7    daemon unreachable, or hypervisor unavailable (HTTP 503)\n"

@@ -3,6 +3,7 @@
 // turns its outcome into an exit code a script can branch on (cli/errors.hpp).
 
 #include "cli/commands.hpp"
+#include "config/vocabulary.hpp"
 
 #include <CLI/CLI.hpp>
 #include <unistd.h>
@@ -106,7 +107,8 @@ const char* main_footer =
     "  SNAPVIRT_OUTPUT  default for --output\n"
     "\n"
     "A SNAPSHOT argument is a snapshot ID, a unique ID prefix (at least 4 characters), INSTANCE/NAME, or a\n"
-    "display name or libvirt name that is unique on the host. A JOB argument is a job ID or a unique prefix.\n"
+    "display name or libvirt name that is unique on the host. A SCHEDULE argument is the same with the\n"
+    "schedule's name. A JOB argument is a job ID or a unique prefix.\n"
     "\n";
 
 void examples(CLI::App* app, const std::string& text) {
@@ -279,6 +281,142 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 604800));
     run[s_delete] = [&](const Context& c) { return snapshots_delete(c, del); };
     examples(s_delete, "  snapvirt snapshots delete web1/before-upgrade\n  snapvirt snapshots delete 3f2a9c1e --children --yes\n");
+
+    // ---- schedules ---------------------------------------------------------------------------
+    auto* schedules = app.add_subcommand("schedules", "Snapshots on a rhythm: list, show, create, edit and delete schedules");
+    schedules->alias("schedule");
+    schedules->require_subcommand(1);
+    examples(schedules,
+             "  snapvirt schedules create web1 --cron '0 2 * * *' --mode memory --keep-last 7\n"
+             "  snapvirt schedules list web1\n"
+             "  snapvirt schedules edit web1/daily-0200 --disable\n"
+             "  snapvirt schedules delete web1/daily-0200 --yes\n");
+
+    ListArgs sched_list;
+    auto* c_list = schedules->add_subcommand("list", "List schedules: an instance's, or every one on the host");
+    c_list->alias("ls");
+    c_list->add_option("INSTANCE", sched_list.instance, "Only this instance's schedules (name or UUID)");
+    c_list->add_option("--limit", sched_list.limit, "Page size of the host-wide list (1-1000, default 100)")->check(CLI::Range(1, 1000));
+    c_list->add_option("--cursor", sched_list.cursor, "Continue the host-wide list from this page cursor");
+    c_list->add_flag("--all", sched_list.all, "Every page of the host-wide list");
+    run[c_list] = [&](const Context& c) { return schedules_list(c, sched_list); };
+    examples(c_list, "  snapvirt schedules list\n  snapvirt schedules list web1 -o json\n");
+
+    std::string schedule_ref;
+    const char* schedule_ref_help = "ID, ID prefix, INSTANCE/NAME or unique name";
+    auto* c_show = schedules->add_subcommand("show", "Show one schedule, its next run and its last run");
+    c_show->add_option("SCHEDULE", schedule_ref, schedule_ref_help)->required();
+    run[c_show] = [&](const Context& c) { return schedules_show(c, schedule_ref); };
+    examples(c_show, "  snapvirt schedules show web1/daily-0200\n");
+
+    // The options create and edit share; `edit` adds the ways to clear and to switch off.
+    struct ScheduleOptions {
+        std::string name, cron, timezone, mode, template_, max_age;
+        unsigned keep_last = 0, jitter_s = 0, shutdown_timeout_s = 0;
+        bool force_stop = false, keep_stopped = false;
+        CLI::Option *o_name, *o_cron, *o_timezone, *o_mode, *o_template, *o_max_age, *o_keep_last, *o_jitter, *o_timeout,
+            *o_force, *o_keep;
+    };
+    const auto schedule_options = [](CLI::App* cmd, ScheduleOptions& o, bool create) {
+        o.o_name = cmd->add_option("--name", o.name,
+                                   create ? "The schedule's name, unique per instance (default from the cron expression: "
+                                            "daily-0200 for '0 2 * * *')"
+                                          : "A new name, unique per instance")
+                       ->type_name("NAME");
+        o.o_cron = cmd->add_option("--cron", o.cron,
+                                   "When: 'minute hour day-of-month month day-of-week' (0 2 * * *), with an optional "
+                                   "leading seconds field, or @hourly, @daily, @weekly, @monthly, @yearly")
+                       ->type_name("EXPR");
+        o.o_timezone = cmd->add_option("--timezone", o.timezone, "IANA time zone the cron fields are read in (default UTC)")->type_name("ZONE");
+        o.o_mode = cmd->add_option("--mode", o.mode, "memory (disks and RAM, the guest keeps running) or stopped (disks, guest shut down)")
+                       ->check(CLI::IsMember({to_string(SnapshotMode::memory), to_string(SnapshotMode::stopped)}));
+        o.o_keep_last = cmd->add_option("--keep-last", o.keep_last, "Keep the newest N of the schedule's snapshots")
+                            ->type_name("N")
+                            ->check(CLI::Range(1, 1000000));
+        o.o_max_age = cmd->add_option("--max-age", o.max_age, "Delete the schedule's snapshots older than AGE: 90m, 12h, 7d, 4w")
+                          ->type_name("AGE");
+        o.o_template = cmd->add_option("--display-name-template", o.template_,
+                                       "Display names of its snapshots: {schedule} {instance} {date} {time} {datetime} "
+                                       "(default '{schedule} {datetime}')")
+                           ->type_name("TEMPLATE");
+        o.o_jitter = cmd->add_option("--jitter", o.jitter_s, "Start each run up to SECONDS after its time (0-3600, default 0)")
+                         ->type_name("SECONDS")
+                         ->check(CLI::Range(0, 3600));
+        o.o_timeout = cmd->add_option("--shutdown-timeout", o.shutdown_timeout_s, "stopped: seconds to wait for the guest to shut down")
+                          ->type_name("SECONDS")
+                          ->check(CLI::Range(1, 86400));
+        o.o_force = cmd->add_flag(create ? "--force-stop" : "--force-stop,!--no-force-stop", o.force_stop,
+                                  "stopped: destroy the guest if it ignores the ACPI shutdown");
+        o.o_keep = cmd->add_flag(create ? "--keep-stopped" : "--keep-stopped,!--no-keep-stopped", o.keep_stopped,
+                                 "stopped: leave the guest off afterwards");
+    };
+    const auto to_args = [](const ScheduleOptions& o, ScheduleArgs& a) {
+        if (o.o_name->count()) a.name = o.name;
+        if (o.o_cron->count()) a.cron = o.cron;
+        if (o.o_timezone->count()) a.timezone = o.timezone;
+        if (o.o_mode->count()) a.mode = o.mode;
+        if (o.o_keep_last->count()) a.keep_last = o.keep_last;
+        if (o.o_max_age->count()) a.max_age = o.max_age;
+        if (o.o_template->count()) a.display_name_template = o.template_;
+        if (o.o_jitter->count()) a.jitter_s = o.jitter_s;
+        if (o.o_timeout->count()) a.shutdown_timeout_s = o.shutdown_timeout_s;
+        if (o.o_force->count()) a.force_stop = o.force_stop;
+        if (o.o_keep->count()) a.keep_stopped = o.keep_stopped;
+    };
+
+    ScheduleArgs sched_create;
+    ScheduleOptions create_opts;
+    bool create_disabled = false;
+    auto* c_create = schedules->add_subcommand("create", "Make a schedule: snapshots of an instance on a rhythm, old ones deleted");
+    c_create->add_option("INSTANCE", sched_create.instance, "The instance's name or UUID")->required();
+    schedule_options(c_create, create_opts, true);
+    create_opts.o_cron->required();
+    create_opts.o_mode->required();
+    c_create->add_flag("--disabled", create_disabled, "Make it disabled: it does not run until enabled");
+    run[c_create] = [&](const Context& c) {
+        to_args(create_opts, sched_create);
+        if (create_disabled) sched_create.enabled = false;
+        return schedules_create(c, sched_create);
+    };
+    examples(c_create,
+             "  snapvirt schedules create web1 --cron '0 2 * * *' --mode memory --keep-last 7\n"
+             "  snapvirt schedules create db1 --name hourly --cron @hourly --mode stopped --force-stop --max-age 2d\n"
+             "  snapvirt schedules create web1 --name office --cron '0 8-18 * * mon-fri' --timezone Europe/Berlin \\\n"
+             "      --mode memory --keep-last 24 --display-name-template '{schedule} {time}'\n");
+
+    ScheduleArgs sched_edit;
+    ScheduleOptions edit_opts;
+    auto* c_edit = schedules->add_subcommand("edit", "Change a schedule; only the options given change");
+    c_edit->add_option("SCHEDULE", sched_edit.ref, schedule_ref_help)->required();
+    schedule_options(c_edit, edit_opts, false);
+    auto* e_enable = c_edit->add_flag("--enable")->description("Let it run again");
+    auto* e_disable = c_edit->add_flag("--disable")->description("Stop it running; it keeps its snapshots");
+    e_enable->excludes(e_disable);
+    auto* e_no_keep = c_edit->add_flag("--no-keep-last", sched_edit.clear_keep_last, "Remove the keep-last limit");
+    auto* e_no_age = c_edit->add_flag("--no-max-age", sched_edit.clear_max_age, "Remove the max-age limit");
+    auto* e_no_template = c_edit->add_flag("--no-display-name-template", sched_edit.clear_template, "Back to the default display names");
+    e_no_keep->excludes(edit_opts.o_keep_last);
+    e_no_age->excludes(edit_opts.o_max_age);
+    e_no_template->excludes(edit_opts.o_template);
+    run[c_edit] = [&, e_enable, e_disable](const Context& c) {
+        to_args(edit_opts, sched_edit);
+        if (e_enable->count()) sched_edit.enabled = true;
+        if (e_disable->count()) sched_edit.enabled = false;
+        return schedules_edit(c, sched_edit);
+    };
+    examples(c_edit,
+             "  snapvirt schedules edit web1/daily-0200 --cron '30 3 * * *' --keep-last 14\n"
+             "  snapvirt schedules edit web1/daily-0200 --disable\n"
+             "  snapvirt schedules edit 3f2a9c1e --max-age 30d --no-keep-last\n");
+
+    ScheduleDeleteArgs sched_delete;
+    auto* c_delete = schedules->add_subcommand("delete", "Delete a schedule (asks first on a terminal); its snapshots stay unless --snapshots");
+    c_delete->alias("rm");
+    c_delete->add_option("SCHEDULE", sched_delete.ref, schedule_ref_help)->required();
+    c_delete->add_flag("--snapshots", sched_delete.snapshots, "Also delete the snapshots it took (else they become ordinary ones)");
+    c_delete->add_flag("-y,--yes", sched_delete.yes, "Do not ask for confirmation (required without a terminal)");
+    run[c_delete] = [&](const Context& c) { return schedules_delete(c, sched_delete); };
+    examples(c_delete, "  snapvirt schedules delete web1/daily-0200\n  snapvirt schedules delete 3f2a9c1e --snapshots --yes\n");
 
     // ---- jobs --------------------------------------------------------------------------------
     auto* jobs = app.add_subcommand("jobs", "List, show, wait for and cancel the daemon's jobs");

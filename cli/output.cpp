@@ -156,6 +156,16 @@ std::string local_time(const json& t) {
     return buf;
 }
 
+std::string from_now(const json& t) {
+    if (!t.is_string()) return "";
+    const auto secs = duration_cast<seconds>(parse_time(t.get<std::string>()) - system_clock::now()).count();
+    if (secs <= 0) return "due";
+    if (secs < 60) return "in " + std::to_string(secs) + "s";
+    if (secs < 3600) return "in " + std::to_string(secs / 60) + "m";
+    if (secs < 86400) return "in " + std::to_string(secs / 3600) + "h";
+    return "in " + std::to_string(secs / 86400) + "d";
+}
+
 std::string duration(milliseconds d) {
     const auto ms = d.count() < 0 ? 0 : d.count();
     char buf[32];
@@ -223,7 +233,16 @@ void print_json(const json& doc) {
 
 // ---- snapshots -------------------------------------------------------------------------------
 
-void print_snapshots(const json& items, Format format, bool tree) {
+namespace {
+// The schedule that took a snapshot: its name, or its short ID where the name is not known.
+std::string schedule_of(const json& s, const ScheduleNames& names) {
+    if (!s.contains("schedule_id") || !s["schedule_id"].is_string()) return "";
+    const auto it = names.find(str(s["schedule_id"]));
+    return it != names.end() ? clean(it->second) : short_id(s["schedule_id"]);
+}
+}  // namespace
+
+void print_snapshots(const json& items, Format format, bool tree, const ScheduleNames& schedules) {
     if (format == Format::json) return print_json({{"items", items}});
     if (format == Format::id) return print_ids(items, "id");
     if (items.empty()) {
@@ -231,10 +250,13 @@ void print_snapshots(const json& items, Format format, bool tree) {
         return;
     }
     const bool wide = format == Format::wide;
+    bool scheduled = false;
+    for (const auto& s : items) scheduled = scheduled || !schedule_of(s, schedules).empty();
     std::map<std::string, int> depth;
     std::vector<std::string> headers = {"ID"};
     if (!tree) headers.push_back("INSTANCE");
     for (const char* h : {"NAME", "MODE", "STATE", "CURRENT", "CREATED"}) headers.push_back(h);
+    if (scheduled) headers.push_back("SCHEDULE");
     if (wide)
         for (const char* h : {"LIBVIRT NAME", "PARENT", "SIZE", "PAUSED", "ORIGIN", "DESCRIPTION"}) headers.push_back(h);
     Table t(headers);
@@ -253,6 +275,7 @@ void print_snapshots(const json& items, Format format, bool tree) {
         for (auto v : {name, clean(str(s["mode"])), state, s.value("is_current", false) ? std::string("yes") : std::string(),
                        age(s["created_at"])})
             row.push_back(v);
+        if (scheduled) row.push_back(schedule_of(s, schedules));
         if (wide) {
             const json& paused = s["guest_paused_ms"];
             for (auto v : {clean(str(s["name"])), short_id(s["parent_id"]), bytes(s["size_bytes"]),
@@ -265,7 +288,7 @@ void print_snapshots(const json& items, Format format, bool tree) {
     t.print(std::cout);
 }
 
-void print_snapshot(const json& s, Format format) {
+void print_snapshot(const json& s, Format format, const ScheduleNames& schedules) {
     if (format == Format::json) return print_json(s);
     if (format == Format::id) {
         std::cout << str(s["id"]) << "\n";
@@ -288,6 +311,104 @@ void print_snapshot(const json& s, Format format) {
     if (s["guest_paused_ms"].is_number())
         d.emplace_back("Guest paused", duration(milliseconds(s["guest_paused_ms"].get<std::int64_t>())));
     d.emplace_back("Origin", clean(str(s["origin"])));
+    if (s.contains("schedule_id") && s["schedule_id"].is_string())
+        d.emplace_back("Schedule", schedule_of(s, schedules) + " (" + str(s["schedule_id"]) + ")");
+    print_details(std::cout, d);
+}
+
+// ---- schedules -------------------------------------------------------------------------------
+
+namespace {
+
+std::string keep_last_text(const json& s) { return s["keep_last"].is_number() ? std::to_string(s["keep_last"].get<long long>()) : ""; }
+
+// "in 5h (2026-11-28 02:00:00 CET)"; "(disabled)" while disabled.
+std::string next_run_text(const json& s, bool long_form) {
+    if (!s.value("enabled", true)) return "(disabled)";
+    if (!s["next_run_at"].is_string()) return "";
+    return long_form ? local_time(s["next_run_at"]) + " (" + from_now(s["next_run_at"]) + ")" : from_now(s["next_run_at"]);
+}
+
+// The error of a schedule's last run: "<message> (code)", or "".
+std::string last_run_error(const json& s) {
+    const json& r = s["last_run"];
+    return r.is_object() ? error_text(r.value("error", json())) : std::string();
+}
+
+// "succeeded 5h ago", "failed 2m ago: <message> (code)".
+std::string last_run_text(const json& s, bool with_error) {
+    const json& r = s["last_run"];
+    if (!r.is_object()) return with_error ? "(none yet)" : "";
+    std::string out = clean(str(r["outcome"])) + " " + age(r["at"]);
+    if (with_error && !last_run_error(s).empty()) out += ": " + last_run_error(s);
+    return out;
+}
+
+}  // namespace
+
+void print_schedules(const json& items, Format format) {
+    if (format == Format::json) return print_json({{"items", items}});
+    if (format == Format::id) return print_ids(items, "id");
+    if (items.empty()) {
+        std::cerr << "No schedules found." << std::endl;
+        return;
+    }
+    const bool wide = format == Format::wide;
+    std::vector<std::string> headers = {"ID", "NAME", "INSTANCE", "CRON", "TZ", "MODE", "KEEP LAST", "MAX AGE", "ENABLED", "NEXT RUN", "LAST RUN"};
+    if (wide)
+        for (const char* h : {"JITTER", "TEMPLATE", "LAST ERROR"}) headers.push_back(h);
+    Table t(headers);
+    for (const auto& s : items) {
+        std::vector<std::string> row = {wide ? str(s["id"]) : short_id(s["id"]),
+                                        clean(str(s["name"])),
+                                        clean(str(s["instance"]["name"])),
+                                        clean(str(s["cron"])),
+                                        clean(str(s["timezone"])),
+                                        clean(str(s["mode"])),
+                                        keep_last_text(s),
+                                        clean(str(s["max_age"])),
+                                        yes_no(s["enabled"]),
+                                        wide && s.value("enabled", true) ? local_time(s["next_run_at"]) : next_run_text(s, false),
+                                        last_run_text(s, false)};
+        if (wide) {
+            row.push_back(std::to_string(s.value("jitter_s", 0)) + "s");
+            row.push_back(clean(str(s["display_name_template"])));
+            row.push_back(truncate(last_run_error(s), 60));
+        }
+        t.add(row);
+    }
+    t.print(std::cout);
+}
+
+void print_schedule(const json& s, Format format) {
+    if (format == Format::json) return print_json(s);
+    if (format == Format::id) {
+        std::cout << str(s["id"]) << "\n";
+        return;
+    }
+    Details d = {
+        {"ID", str(s["id"])},
+        {"Name", clean(str(s["name"]))},
+        {"Instance", clean(str(s["instance"]["name"])) + " (" + str(s["instance"]["uuid"]) + ")"},
+        {"Cron", clean(str(s["cron"]))},
+        {"Time zone", clean(str(s["timezone"]))},
+        {"Mode", clean(str(s["mode"]))},
+    };
+    if (s["shutdown_timeout_s"].is_number())
+        d.emplace_back("Shutdown timeout", std::to_string(s["shutdown_timeout_s"].get<long long>()) + "s");
+    if (s["force_stop"].is_boolean()) d.emplace_back("Force stop", yes_no(s["force_stop"]));
+    if (s["keep_stopped"].is_boolean()) d.emplace_back("Keep stopped", yes_no(s["keep_stopped"]));
+    d.emplace_back("Keep last", s["keep_last"].is_number() ? keep_last_text(s) : "(no limit)");
+    d.emplace_back("Max age", s["max_age"].is_string() ? clean(str(s["max_age"])) : "(no limit)");
+    d.emplace_back("Display names", s["display_name_template"].is_string() ? clean(str(s["display_name_template"]))
+                                                                           : "(default: {schedule} {datetime})");
+    d.emplace_back("Jitter", std::to_string(s.value("jitter_s", 0)) + "s");
+    d.emplace_back("Enabled", yes_no(s["enabled"]));
+    d.emplace_back("Next run", next_run_text(s, true));
+    d.emplace_back("Last run", last_run_text(s, true));
+    if (s["last_run"].is_object() && s["last_run"]["job_id"].is_string()) d.emplace_back("Last job", str(s["last_run"]["job_id"]));
+    d.emplace_back("Created", local_time(s["created_at"]) + " (" + age(s["created_at"]) + ")");
+    d.emplace_back("Updated", local_time(s["updated_at"]) + " (" + age(s["updated_at"]) + ")");
     print_details(std::cout, d);
 }
 

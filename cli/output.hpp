@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,7 @@ std::string str(const json& v);                    // a string field, "" for nul
 std::string short_id(const json& id);              // the first 8 characters of a UUID
 std::string age(const json& rfc3339);              // "5s ago", "3m ago", "2d ago"; "" for null
 std::string local_time(const json& rfc3339);       // "2026-11-26 11:00:00 CET"; "" for null
+std::string from_now(const json& rfc3339);         // "in 5s", "in 3h", "in 2d" ("due" when past); "" for null
 std::string duration(std::chrono::milliseconds d); // "850ms", "12.3s", "4m05s", "1h02m"
 std::string bytes(const json& n);                  // "1.5 GiB"; "" for null
 // The time between two RFC 3339 fields of a job (`to` null: until now).
@@ -59,10 +61,15 @@ void print_json(const json& doc);  // one pretty-printed document on stdout
 
 // ---- the API's objects -----------------------------------------------------------------------
 
+// Schedule ID -> name, to show which schedule took a snapshot.
+using ScheduleNames = std::map<std::string, std::string>;
+
 // `tree`: the list is an instance's, parents before children; names are indented by depth and
-// the instance column is left out.
-void print_snapshots(const json& items, Format format, bool tree);
-void print_snapshot(const json& snapshot, Format format);
+// the instance column is left out. A SCHEDULE column shows when a snapshot was taken by one.
+void print_snapshots(const json& items, Format format, bool tree, const ScheduleNames& schedules = {});
+void print_snapshot(const json& snapshot, Format format, const ScheduleNames& schedules = {});
+void print_schedules(const json& items, Format format);
+void print_schedule(const json& schedule, Format format);
 void print_jobs(const json& items, Format format);
 void print_job(const json& job, Format format);
 void print_instances(const json& items, Format format);

@@ -34,23 +34,52 @@ bool looks_like_id_prefix(const std::string& s) {
            std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == '-'; });
 }
 
+// "3f2a9c1e (web1/nightly)": a snapshot by its display name, a schedule by its name.
 std::string describe(const json& s) {
-    return short_id(s["id"]) + " (" + clean(str(s["instance"]["name"])) + "/" + clean(str(s["display_name"])) + ")";
+    const json& name = s.contains("display_name") ? s["display_name"] : s["name"];
+    return short_id(s["id"]) + " (" + clean(str(s["instance"]["name"])) + "/" + clean(str(name)) + ")";
 }
 
 json unique(const std::vector<json>& matches, const std::string& what, const std::string& ref) {
+    const bool named = what != "job";  // snapshots and schedules have INSTANCE/NAME references
     if (matches.size() == 1) return matches.front();
     if (matches.empty())
         throw Failure(Exit::not_found, "There is no " + what + " '" + clean(ref) + "'.",
-                      what == "snapshot" ? "Name a snapshot by its ID, a unique ID prefix, INSTANCE/NAME or a unique name."
-                                         : "Name a job by its ID or a unique ID prefix.");
+                      named ? "Name a " + what + " by its ID, a unique ID prefix, INSTANCE/NAME or a unique name."
+                            : "Name a job by its ID or a unique ID prefix.");
     std::string list;
     for (std::size_t i = 0; i < matches.size() && i < 5; ++i)
-        list += (i ? ", " : "") + (what == "snapshot" ? describe(matches[i]) : short_id(matches[i]["id"]));
+        list += (i ? ", " : "") + (named ? describe(matches[i]) : short_id(matches[i]["id"]));
     if (matches.size() > 5) list += ", ...";
     throw Failure(Exit::usage,
                   "'" + clean(ref) + "' matches " + std::to_string(matches.size()) + " " + what + "s: " + list + ".",
-                  what == "snapshot" ? "Name one by its ID or as INSTANCE/NAME." : "Give more of the job's ID.");
+                  named ? "Name one by its ID or as INSTANCE/NAME." : "Give more of the job's ID.");
+}
+
+// The command-line option that sets a request field the daemon refused (details.field).
+std::string option_for(const std::string& field) {
+    if (field == "jitter_s") return "--jitter";
+    if (field == "shutdown_timeout_s") return "--shutdown-timeout";
+    std::string o = "--" + field;
+    std::replace(o.begin(), o.end(), '_', '-');
+    return o;
+}
+
+// Which value of the request was refused, in the command line's terms: "--cron: its minute
+// field (minute hour day-of-month month day-of-week)".
+std::string field_hint(const json& details) {
+    if (!details.is_object() || !details.contains("field") || !details["field"].is_string()) return "";
+    const std::string field = str(details["field"]);
+    std::string hint = "The refused value is " + option_for(field) + " ('" + clean(field) + "' in the API)";
+    const std::string part = str(details.value("cron_field", json()));
+    if (!part.empty()) {
+        std::string words = part;
+        std::replace(words.begin(), words.end(), '_', '-');
+        hint += part == "expression" ? ": the expression as a whole"
+                                     : ": its " + clean(words) + " field (the fields are [second] minute hour "
+                                       "day-of-month month day-of-week)";
+    }
+    return hint + ".";
 }
 
 // Ctrl-C while waiting: say how to follow the job, then leave. Only async-signal-safe calls.
@@ -149,6 +178,10 @@ void Session::fail(const client::Response& r) const {
                                        : "The token in SNAPVIRT_TOKEN or --token-file was not accepted.";
     else if (r.status == 403)
         hint = "Changes need a token with the write scope.";
+    else if (code == "invalid_request" || code == "unknown_field")
+        hint = field_hint(details);
+    else if (code == "schedule_exists")
+        hint = "Give the schedule another name with --name.";
     throw Failure(exit_for_status(r.status), clean(message), hint);
 }
 
@@ -167,6 +200,7 @@ void Session::fail_transport(const TransportError& e, const std::string& hint) c
 
 json Session::expect(const client::Response& r, int low, int high) const {
     if (r.status < low || r.status > high) fail(r);
+    if (r.status == 204) return nullptr;
     try {
         return json::parse(r.body);
     } catch (const json::exception&) {
@@ -261,6 +295,30 @@ json Session::job(const std::string& ref) const {
     for (const auto& j : all_pages("/v1/jobs", {}))
         if (str(j["id"]).rfind(lower(ref), 0) == 0) m.push_back(j);
     return unique(m, "job", ref);
+}
+
+json Session::schedule(const std::string& ref) const {
+    if (ref.empty()) throw Failure(Exit::usage, "The schedule reference is empty.");
+    if (is_uuid(ref)) return get("/v1/schedules/" + lower(ref));
+
+    const auto slash = ref.find('/');
+    if (slash != std::string::npos && slash > 0) {
+        const std::string instance = ref.substr(0, slash), name = ref.substr(slash + 1);
+        const json list = get("/v1/instances/" + client::escape(instance) + "/schedules");
+        std::vector<json> m;
+        for (const auto& s : list["items"])
+            if (str(s["name"]) == name) m.push_back(s);
+        if (m.empty() && looks_like_id_prefix(name))
+            for (const auto& s : list["items"])
+                if (str(s["id"]).rfind(lower(name), 0) == 0) m.push_back(s);
+        return unique(m, "schedule", ref);
+    }
+
+    std::vector<json> m;
+    const bool prefix = looks_like_id_prefix(ref);
+    for (const auto& s : all_pages("/v1/schedules", {}))
+        if (str(s["name"]) == ref || (prefix && str(s["id"]).rfind(lower(ref), 0) == 0)) m.push_back(s);
+    return unique(m, "schedule", ref);
 }
 
 WaitResult Session::wait(json job, const WaitOptions& o) const {

@@ -46,6 +46,7 @@ public:
     // POST with an Idempotency-Key; retried (same key, same body) after a transport error.
     json post(const std::string& target, const json& body, const std::string& idempotency_key) const;
     json patch(const std::string& target, const json& body) const;
+    // DELETE; an answer without a body (204) is JSON null.
     json del(const std::string& target) const;
 
     // Every item of a paged collection (GET path?query&limit=1000&cursor=...).
@@ -56,6 +57,9 @@ public:
     json snapshot(const std::string& ref) const;
     // A job by ID or unique ID prefix. Returns the Job object.
     json job(const std::string& ref) const;
+    // A schedule by ID, unique ID prefix, INSTANCE/NAME, or a name that is unique on the host.
+    // Returns the Schedule object.
+    json schedule(const std::string& ref) const;
 
     // Long-polls GET /v1/jobs/{id}?wait=N until the job ends or the timeout passes, drawing
     // progress. Ctrl-C stops waiting (exit 130) and says how to follow the job; the job goes on.

@@ -64,6 +64,8 @@ const ICONS = {
   chip: ['M6 4h12a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 'M9 9h6v6H9z', 'M9 1v3', 'M15 1v3', 'M9 20v3', 'M15 20v3', 'M20 9h3', 'M20 14h3', 'M1 9h3', 'M1 14h3'],
   power: ['M18.36 6.64a9 9 0 1 1-12.73 0', 'M12 2v10'],
   star: ['M12 2l3.09 6.26L22 9.27l-5 4.87 1.18 6.88L12 17.77l-6.18 3.25L7 14.14 2 9.27l6.91-1.01L12 2z'],
+  clock: ['M22 12a10 10 0 1 1-20 0a10 10 0 1 1 20 0z', 'M12 6v6l4 2'],
+  plus: ['M12 5v14', 'M5 12h14'],
   globe: ['M22 12a10 10 0 1 1-20 0a10 10 0 1 1 20 0z', 'M2 12h20', 'M12 2a15.3 15.3 0 0 1 4 10 15.3 15.3 0 0 1-4 10 15.3 15.3 0 0 1-4-10 15.3 15.3 0 0 1 4-10z'],
 };
 
@@ -190,6 +192,69 @@ function currentPill() {
   return h('span', { class: 'pill-current', title: t('panel.current.title') }, icon('star', 'icon icon-xs'), t('panel.current'));
 }
 
+// ---- schedules: formatting --------------------------------------------------------------------
+
+// "in 5 hours", "vor 3 Minuten": relative to now, in the page's language.
+function fmtRelative(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return '';
+  const secs = Math.round((d.getTime() - Date.now()) / 1000);
+  const abs = Math.abs(secs);
+  const rtf = new Intl.RelativeTimeFormat(language(), { numeric: 'auto' });
+  if (abs < 60) return rtf.format(secs, 'second');
+  if (abs < 3600) return rtf.format(Math.round(secs / 60), 'minute');
+  if (abs < 86400) return rtf.format(Math.round(secs / 3600), 'hour');
+  return rtf.format(Math.round(secs / 86400), 'day');
+}
+
+const OUTCOME_CLASS = { succeeded: 'sstate-ready', failed: 'sstate-error', running: 'sstate-creating', missed: 'sstate-reverting', skipped: 'sstate-missing' };
+
+function outcomeBadge(run) {
+  const key = 'outcome.' + run.outcome;
+  const running = run.outcome === 'running';
+  return h('span', { class: ['badge', OUTCOME_CLASS[run.outcome] || 'sstate-missing'], title: run.error ? run.error.message : null }, running ? spinner() : h('span', { class: 'dot', 'aria-hidden': 'true' }), t(key) === key ? run.outcome : t(key));
+}
+
+// "last 7 · 7d": what a schedule keeps.
+function retentionText(s) {
+  const parts = [];
+  if (s.keep_last !== null && s.keep_last !== undefined) parts.push(t('sched.keep', { n: s.keep_last }));
+  if (s.max_age) parts.push(t('sched.maxage', { age: s.max_age }));
+  return parts.length ? parts.join(' · ') : t('none');
+}
+
+// The small tag on a snapshot a schedule took: the schedule's name.
+function scheduleTag(snap) {
+  if (!snap.schedule_id) return null;
+  const sched = store.schedules.get(snap.schedule_id);
+  const name = sched ? sched.name : t('sched.tag.unknown');
+  return h('span', { class: 'tag-schedule', title: t('sched.tag.title', { name }), 'data-schedule-tag': snap.schedule_id }, icon('clock', 'icon icon-xs'), name);
+}
+
+// Every schedule on the host (for the tags of snapshots outside an instance's view).
+let schedulesLoading = null;
+function loadAllSchedules() {
+  if (!schedulesLoading)
+    schedulesLoading = (async () => {
+      let cursor = null;
+      do {
+        const r = await api.get('/v1/schedules' + query({ limit: 1000, cursor }));
+        for (const x of r.items) store.schedules.set(x.id, x);
+        cursor = r.next_cursor;
+      } while (cursor);
+      scheduleUpdate();
+    })()
+      .catch(() => {})
+      .finally(() => {
+        schedulesLoading = null;
+      });
+  return schedulesLoading;
+}
+
+function needScheduleNames(snaps) {
+  if (snaps.some((x) => x.schedule_id && !store.schedules.has(x.schedule_id))) loadAllSchedules();
+}
+
 function errorBox(err, retry) {
   const msg = err instanceof ApiError && err.code === 'forbidden' ? t('error.forbidden') : err.message || String(err);
   return h(
@@ -212,6 +277,7 @@ const store = {
   instancesLoaded: false,
   snapshots: new Map(), // id → Snapshot
   jobs: new Map(), // id → Job
+  schedules: new Map(), // id → Schedule
   version: '', // snapvirtd's, from /healthz (no token needed)
   host: null, // GET /v1/host, once a token is known
 };
@@ -954,6 +1020,7 @@ class InstanceView {
     this.panelBody = h('div', { class: 'table-wrap' });
     this.takeBtn = h('button', { type: 'button', class: 'btn btn-primary', 'aria-label': NAMES.take, disabled: true, onclick: () => this.take() }, icon('camera', 'icon icon-sm'), t('take'));
     this.panelCount = h('span', { class: 'count-pill' });
+    this.schedules = new SchedulesCard(() => this.inst());
     root.replaceChildren(
       this.head,
       this.banner,
@@ -967,10 +1034,15 @@ class InstanceView {
           h('section', { class: 'card', 'aria-labelledby': 'activity-h' }, h('div', { class: 'card-head' }, h('h2', { id: 'activity-h' }, t('instance.activity'))), this.activity),
         ),
         h(
-          'section',
-          { class: 'card panel', 'aria-labelledby': 'panel-h', id: 'snapshot-panel' },
-          h('div', { class: 'card-head' }, h('h2', { id: 'panel-h' }, t('panel.title')), this.panelCount, h('div', { class: 'card-actions' }, this.takeBtn)),
-          this.panelBody,
+          'div',
+          { class: 'split-main' },
+          h(
+            'section',
+            { class: 'card panel', 'aria-labelledby': 'panel-h', id: 'snapshot-panel' },
+            h('div', { class: 'card-head' }, h('h2', { id: 'panel-h' }, t('panel.title')), this.panelCount, h('div', { class: 'card-actions' }, this.takeBtn)),
+            this.panelBody,
+          ),
+          this.schedules.card,
         ),
       ),
     );
@@ -993,6 +1065,7 @@ class InstanceView {
       for (const s of snaps.items) putSnapshot(s, since);
       for (const j of jobs.items) putJob(j);
       this.error = null;
+      await this.schedules.refresh(inst.uuid);
     } catch (e) {
       this.error = e;
     }
@@ -1033,6 +1106,7 @@ class InstanceView {
     this.renderDetails(inst);
     this.renderActivity(inst);
     this.renderPanel(inst);
+    this.schedules.update(inst);
   }
 
   renderDetails(inst) {
@@ -1105,7 +1179,7 @@ class InstanceView {
                 'td',
                 { class: 'name-cell' },
                 depth ? h('span', { class: 'elbow', 'aria-hidden': 'true' }) : null,
-                h('span', { class: 'name-line' }, h('a', { href: '#/snapshots/' + enc(s.id), class: 'strong-link', 'data-key': 'snap-' + s.id, title: parent ? t('panel.childof', { name: parent.display_name }) : null }, s.display_name), s.is_current ? currentPill() : null),
+                h('span', { class: 'name-line' }, h('a', { href: '#/snapshots/' + enc(s.id), class: 'strong-link', 'data-key': 'snap-' + s.id, title: parent ? t('panel.childof', { name: parent.display_name }) : null }, s.display_name), s.is_current ? currentPill() : null, scheduleTag(s)),
                 parent ? h('span', { class: 'sr-only' }, ', ' + t('panel.childof', { name: parent.display_name })) : null,
                 s.description ? h('div', { class: 'sub' }, s.description) : null,
               ),
@@ -1127,8 +1201,350 @@ class InstanceView {
   onEvent(type, data) {
     if (!this.uuid) return;
     const uuid = type === 'instance.updated' ? data.uuid : data.instance ? data.instance.uuid : null;
-    if (uuid === this.uuid) scheduleUpdate();
+    if (uuid === this.uuid || type.startsWith('schedule.')) scheduleUpdate();
   }
+}
+
+// ---- schedules ---------------------------------------------------------------------------------
+
+// The Schedules card on an instance's page: its schedules with their next and last run, live
+// from the schedule.* events; add, edit, enable/disable and delete.
+class SchedulesCard {
+  constructor(instOf) {
+    this.instOf = instOf;
+    this.uuid = null;
+    this.error = null;
+    this.loaded = false;
+    this.body = h('div', { class: 'table-wrap' });
+    this.count = h('span', { class: 'count-pill' });
+    this.addBtn = h('button', { type: 'button', class: 'btn', 'aria-label': NAMES.addSchedule, disabled: true, onclick: () => this.instOf() && openScheduleDialog(this.instOf(), null) }, icon('plus', 'icon icon-sm'), t('sched.add'));
+    this.card = h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'sched-h', id: 'schedule-card' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'sched-h' }, t('sched.title')), this.count, h('div', { class: 'card-actions' }, this.addBtn)),
+      this.body,
+    );
+  }
+
+  async refresh(uuid) {
+    this.uuid = uuid;
+    const since = now();
+    try {
+      const r = await api.get(`/v1/instances/${enc(uuid)}/schedules`);
+      const seen = new Set(r.items.map((x) => x.id));
+      for (const x of [...store.schedules.values()]) if (x.instance.uuid === uuid && !seen.has(x.id) && fresh('c:' + x.id, since)) store.schedules.delete(x.id);
+      for (const x of r.items) if (fresh('c:' + x.id, since)) store.schedules.set(x.id, x);
+      this.error = null;
+    } catch (e) {
+      this.error = e; // shown in the card; the rest of the page stands
+    }
+    this.loaded = true;
+  }
+
+  list() {
+    return [...store.schedules.values()].filter((x) => x.instance.uuid === this.uuid).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  update(inst) {
+    this.addBtn.disabled = !inst || inst.defined === false;
+    const list = this.list();
+    this.count.textContent = String(list.length);
+    if (this.error) {
+      swap(this.body, errorBox(this.error, async () => {
+        await this.refresh(this.uuid);
+        scheduleUpdate();
+      }));
+      return;
+    }
+    if (!this.loaded) {
+      swap(this.body, h('p', { class: 'loading' }, spinner(), ' ', t('loading')));
+      return;
+    }
+    if (!list.length) {
+      swap(this.body, h('div', { class: 'empty-state' }, icon('clock', 'icon icon-lg'), h('p', {}, t('sched.empty'))));
+      return;
+    }
+    swap(
+      this.body,
+      h(
+        'table',
+        { class: 'table table-compact schedules' },
+        h('thead', {}, h('tr', {}, ['sched.col.name', 'sched.col.when', 'sched.col.retention', 'sched.col.next', 'sched.col.last', 'sched.col.enabled'].map((k) => h('th', { scope: 'col', class: k === 'sched.col.enabled' ? 'row-actions' : null }, t(k))))),
+        h('tbody', {}, list.map((x) => this.row(x))),
+      ),
+    );
+  }
+
+  row(x) {
+    const toggle = h('input', { type: 'checkbox', role: 'switch', class: 'switch', 'aria-label': `Enable ${x.name}`, title: t(x.enabled ? 'sched.enabled.on' : 'sched.enabled.off'), checked: x.enabled, 'data-key': 'sw-' + x.id });
+    toggle.addEventListener('change', async () => {
+      toggle.disabled = true;
+      try {
+        const updated = await api.patch(`/v1/schedules/${enc(x.id)}`, { enabled: toggle.checked });
+        touched.set('c:' + updated.id, now());
+        store.schedules.set(updated.id, updated);
+        toast({ kind: 'success', text: t(updated.enabled ? 'sched.enabled.done' : 'sched.disabled.done', { name: updated.name }) });
+      } catch (e) {
+        toggle.checked = !toggle.checked;
+        toast({ kind: 'error', text: t('sched.save.failed', { name: x.name, message: e.message }) });
+      } finally {
+        toggle.disabled = false;
+      }
+      scheduleUpdate();
+    });
+    const run = x.last_run;
+    return h(
+      'tr',
+      { 'data-schedule-id': x.id, class: x.enabled ? null : 'is-disabled' },
+      h('td', { class: 'sched-name' }, h('strong', {}, x.name), x.display_name_template && x.display_name_template !== DEFAULT_TEMPLATE ? h('div', { class: 'sub', title: t('sched.template') }, x.display_name_template) : null),
+      h('td', {}, h('code', { class: 'mono cron' }, x.cron), h('div', { class: 'sub' }, x.timezone)),
+      h('td', {}, modeTag(x.mode), h('div', { class: 'sub nowrap' }, retentionText(x))),
+      h('td', { class: 'nowrap sched-next' }, x.enabled && x.next_run_at ? [timeEl(x.next_run_at), h('div', { class: 'sub' }, fmtRelative(x.next_run_at))] : h('span', { class: 'muted' }, x.enabled ? t('none') : t('sched.disabled'))),
+      h('td', { class: 'sched-last' }, run ? [outcomeBadge(run), h('div', { class: 'sub' }, timeEl(run.at)), run.error ? h('div', { class: 'sub error-text' }, run.error.message) : null] : h('span', { class: 'muted' }, t('sched.never'))),
+      h(
+        'td',
+        { class: 'nowrap row-actions' },
+        h(
+          'span',
+          { class: 'actions-line' },
+          toggle,
+          h('button', { type: 'button', class: 'btn-icon', 'aria-label': `Edit schedule ${x.name}`, title: t('edit'), 'data-key': 'ed-' + x.id, onclick: () => openScheduleDialog(this.instOf() || { uuid: x.instance.uuid, name: x.instance.name, state: 'other' }, store.schedules.get(x.id) || x) }, icon('edit', 'icon icon-sm')),
+          h('button', { type: 'button', class: 'btn-icon btn-icon-danger', 'aria-label': `Delete schedule ${x.name}`, title: t('delete'), 'data-key': 'del-' + x.id, onclick: () => openScheduleDeleteDialog(store.schedules.get(x.id) || x) }, icon('trash', 'icon icon-sm')),
+        ),
+      ),
+    );
+  }
+}
+
+// The contract's default for display_name_template (docs/api.md, "Schedules").
+const DEFAULT_TEMPLATE = '{schedule} {datetime}';
+
+const CRON_EXAMPLES = [
+  ['0 2 * * *', 'sched.cron.ex.daily'],
+  ['0 */6 * * *', 'sched.cron.ex.6h'],
+  ['30 1 * * sun', 'sched.cron.ex.weekly'],
+  ['0 8-18 * * mon-fri', 'sched.cron.ex.office'],
+  ['@hourly', 'sched.cron.ex.hourly'],
+];
+
+// Add (sched null) or edit a schedule. A value the API refuses is shown at its field.
+function openScheduleDialog(inst, sched) {
+  const editing = !!sched;
+  const v = sched || {};
+  const fieldErrors = [];
+  const withError = (control) => {
+    const errEl = h('p', { class: 'field-error', id: uid('err'), hidden: true });
+    fieldErrors.push({ control, errEl });
+    return errEl;
+  };
+  const input = (props) => h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', ...props });
+
+  const nameInput = input({ 'aria-label': NAMES.scheduleName, maxlength: '64', value: v.name || '', 'data-autofocus': '' });
+  const cronInput = input({ 'aria-label': NAMES.cron, value: v.cron || '', placeholder: '0 2 * * *', class: 'mono' });
+  const examples = h(
+    'div',
+    { class: 'cron-examples' },
+    CRON_EXAMPLES.map(([expr, key]) =>
+      h('button', { type: 'button', class: 'chip', title: t(key), onclick: () => { cronInput.value = expr; cronInput.focus(); } }, h('code', {}, expr), ' ', h('span', { class: 'muted' }, t(key))),
+    ),
+  );
+
+  const mkChoice = (value, label, aname, hint) => {
+    const hintId = uid('hint');
+    const radio = h('input', { type: 'radio', name: 'sched-mode', value, 'aria-label': aname, 'aria-describedby': hintId, checked: (v.mode || 'memory') === value });
+    return { radio, el: h('label', { class: 'choice' }, radio, h('span', { class: 'choice-text' }, h('span', { class: 'choice-title' }, icon(value === 'memory' ? 'chip' : 'power', 'icon icon-sm'), label), h('span', { class: 'choice-hint', id: hintId }, hint))) };
+  };
+  const memory = mkChoice('memory', t('create.memory'), NAMES.memory, t('sched.memory.hint'));
+  const stopped = mkChoice('stopped', t('create.stopped'), NAMES.stopped, t('sched.stopped.hint'));
+
+  const keepInput = h('input', { type: 'number', min: '1', step: '1', inputmode: 'numeric', class: 'input-narrow', 'aria-label': NAMES.keepLast, value: v.keep_last ?? '' });
+  const ageInput = input({ 'aria-label': NAMES.maxAge, class: 'input-narrow', placeholder: '7d', value: v.max_age || '' });
+
+  const tzInput = input({ 'aria-label': NAMES.timezone, value: v.timezone || '', placeholder: 'UTC', list: uid('tz') });
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  const tzList = h('datalist', { id: tzInput.getAttribute('list') }, ['UTC', ...zones].map((z) => h('option', { value: z })));
+  const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const templateInput = input({ 'aria-label': NAMES.template, maxlength: '255', value: v.display_name_template || '', placeholder: '{schedule} {datetime}' });
+  const jitterInput = h('input', { type: 'number', min: '0', max: '3600', step: '1', inputmode: 'numeric', class: 'input-narrow', 'aria-label': NAMES.jitter, value: v.jitter_s ? String(v.jitter_s) : '', placeholder: '0' });
+  const timeoutInput = h('input', { type: 'number', min: '1', max: '86400', step: '1', inputmode: 'numeric', class: 'input-narrow', 'aria-label': NAMES.timeout, placeholder: '120', value: v.shutdown_timeout_s ?? '' });
+  const force = h('input', { type: 'checkbox', 'aria-label': NAMES.force, checked: !!v.force_stop });
+  const keep = h('input', { type: 'checkbox', 'aria-label': NAMES.keep, checked: !!v.keep_stopped });
+  const enabled = h('input', { type: 'checkbox', 'aria-label': NAMES.enabled, checked: v.enabled !== false });
+  const check = (box, label, hint) => {
+    const hintId = uid('hint');
+    box.setAttribute('aria-describedby', hintId);
+    return h('label', { class: 'check' }, box, h('span', {}, h('span', { class: 'check-title' }, label), h('span', { class: 'choice-hint', id: hintId }, hint)));
+  };
+  const withErr = (f, control) => {
+    f.append(withError(control));
+    return f;
+  };
+  const stopOptions = h(
+    'div',
+    { class: 'suboptions' },
+    withErr(field({ label: t('create.timeout'), control: timeoutInput, hint: t('create.timeout.hint') }), timeoutInput),
+    check(force, t('create.force'), t('create.force.hint')),
+    check(keep, t('create.keep'), t('create.keep.hint')),
+  );
+  const syncStop = () => {
+    stopOptions.hidden = !stopped.radio.checked;
+  };
+  memory.radio.addEventListener('change', syncStop);
+  stopped.radio.addEventListener('change', syncStop);
+  syncStop();
+
+  const modeSet = h('fieldset', { class: 'choices' }, h('legend', {}, t('sched.mode')), memory.el, stopped.el, stopOptions);
+  const advanced = h(
+    'details',
+    { class: 'advanced', open: editing && (v.timezone !== 'UTC' || (v.display_name_template && v.display_name_template !== DEFAULT_TEMPLATE) || v.jitter_s) ? true : null },
+    h('summary', {}, t('sched.advanced')),
+    h(
+      'div',
+      { class: 'advanced-body' },
+      withErr(field({ label: t('sched.timezone'), control: tzInput, hint: t('sched.timezone.hint', { zone: localZone || 'UTC' }) }), tzInput),
+      tzList,
+      withErr(field({ label: t('sched.template'), control: templateInput, hint: t('sched.template.hint') }), templateInput),
+      withErr(field({ label: t('sched.jitter'), control: jitterInput, hint: t('sched.jitter.hint') }), jitterInput),
+    ),
+  );
+
+  const body = [
+    h('p', { class: 'dialog-lead dialog-instance' }, icon('server', 'icon icon-sm'), h('strong', {}, inst.name), inst.state ? instanceBadge(inst) : null),
+    withErr(field({ label: t('sched.name'), control: nameInput, hint: t('sched.name.hint') }), nameInput),
+    h('div', { class: 'field' }, h('label', { for: cronInput.id || (cronInput.id = uid('f')) }, t('sched.cron')), cronInput, h('p', { class: 'hint', id: cronInput.id + '-hint' }, t('sched.cron.hint')), examples, withError(cronInput)),
+    modeSet,
+    h(
+      'div',
+      { class: 'field-row' },
+      withErr(field({ label: t('sched.keep_last'), control: keepInput, hint: t('sched.keep_last.hint') }), keepInput),
+      withErr(field({ label: t('sched.max_age'), control: ageInput, hint: t('sched.max_age.hint') }), ageInput),
+    ),
+    advanced,
+    check(enabled, t('sched.enabled'), t('sched.enabled.hint')),
+  ];
+  cronInput.setAttribute('aria-describedby', cronInput.id + '-hint');
+
+  // The field the API names: its control gets the message under it (and the focus).
+  const controlFor = {
+    name: nameInput,
+    cron: cronInput,
+    mode: memory.radio,
+    keep_last: keepInput,
+    max_age: ageInput,
+    timezone: tzInput,
+    display_name_template: templateInput,
+    jitter_s: jitterInput,
+    shutdown_timeout_s: timeoutInput,
+    force_stop: force,
+    keep_stopped: keep,
+    enabled,
+  };
+  const clearFieldErrors = () => {
+    for (const { control, errEl } of fieldErrors) {
+      errEl.hidden = true;
+      errEl.textContent = '';
+      control.removeAttribute('aria-invalid');
+      control.removeAttribute('aria-errormessage');
+    }
+  };
+  const showFieldError = (fieldName, message) => {
+    const control = controlFor[fieldName];
+    const entry = fieldErrors.find((e) => e.control === control);
+    if (!entry) return false;
+    if (advanced.contains(control)) advanced.open = true;
+    entry.errEl.textContent = message;
+    entry.errEl.hidden = false;
+    control.setAttribute('aria-invalid', 'true');
+    control.setAttribute('aria-errormessage', entry.errEl.id);
+    control.focus();
+    return true;
+  };
+  const numberOrNull = (el) => (el.value.trim() === '' ? null : Number(el.value));
+
+  openDialog({
+    name: editing ? NAMES.dialogEditSchedule : NAMES.dialogAddSchedule,
+    title: editing ? t('sched.edit.title') : t('sched.add.title'),
+    body,
+    primary: editing ? t('edit.save') : t('create.submit'),
+    primaryName: editing ? NAMES.save : NAMES.create,
+    wide: true,
+    async submit(ctx) {
+      clearFieldErrors();
+      const mode = stopped.radio.checked ? 'stopped' : 'memory';
+      const req = { name: nameInput.value.trim(), cron: cronInput.value.trim(), mode, enabled: enabled.checked };
+      const keepN = numberOrNull(keepInput);
+      const age = ageInput.value.trim();
+      const tz = tzInput.value.trim();
+      const template = templateInput.value.trim();
+      const jitter = numberOrNull(jitterInput);
+      if (editing) {
+        req.keep_last = keepN;
+        req.max_age = age || null;
+        req.display_name_template = template || null;
+        req.timezone = tz || 'UTC';
+        req.jitter_s = jitter ?? 0;
+      } else {
+        if (keepN !== null) req.keep_last = keepN;
+        if (age) req.max_age = age;
+        if (template) req.display_name_template = template;
+        if (tz) req.timezone = tz;
+        if (jitter !== null) req.jitter_s = jitter;
+      }
+      if (mode === 'stopped') {
+        const n = numberOrNull(timeoutInput);
+        if (n !== null) req.shutdown_timeout_s = n;
+        req.force_stop = force.checked;
+        req.keep_stopped = keep.checked;
+      }
+      try {
+        const saved = editing ? await api.patch(`/v1/schedules/${enc(sched.id)}`, req) : await api.post(`/v1/instances/${enc(inst.uuid)}/schedules`, req);
+        touched.set('c:' + saved.id, now());
+        store.schedules.set(saved.id, saved);
+        scheduleUpdate();
+        toast({ kind: 'success', text: t(editing ? 'sched.saved' : 'sched.created', { name: saved.name }) });
+        return true;
+      } catch (e) {
+        if (e instanceof ApiError && e.details && e.details.field) {
+          let message = e.message;
+          const part = e.details.cron_field;
+          if (part) message += ' ' + t('sched.cron.part', { part: t('sched.cron.field.' + part) });
+          if (showFieldError(e.details.field, message)) return false;
+        }
+        throw e;
+      }
+    },
+  });
+}
+
+function openScheduleDeleteDialog(sched) {
+  const taken = [...store.snapshots.values()].filter((s) => s.schedule_id === sched.id).length;
+  const withSnapshots = h('input', { type: 'checkbox', 'aria-label': NAMES.withSnapshots });
+  const hintId = uid('hint');
+  withSnapshots.setAttribute('aria-describedby', hintId);
+  const question = t('sched.delete.question', { name: '\u0001', instance: '\u0002' })
+    .split(/(\u0001|\u0002)/)
+    .map((p) => (p === '\u0001' ? h('strong', {}, sched.name) : p === '\u0002' ? h('strong', {}, sched.instance.name) : p));
+  const ctx = openDialog({
+    name: NAMES.dialogDeleteSchedule,
+    title: t('sched.delete.title'),
+    body: [
+      h('p', { class: 'dialog-lead' }, question),
+      h('div', { class: 'notice notice-info' }, icon('info'), h('div', { class: 'notice-body' }, h('p', {}, t('sched.delete.keeps')))),
+      h('label', { class: 'check' }, withSnapshots, h('span', {}, h('span', { class: 'check-title' }, t('sched.delete.snapshots')), h('span', { class: 'choice-hint', id: hintId }, t('sched.delete.snapshots.hint', { n: taken })))),
+    ],
+    primary: [icon('trash', 'icon icon-sm'), t('ok')],
+    primaryClass: 'btn-danger',
+    primaryName: NAMES.ok,
+    async submit() {
+      await api.del(`/v1/schedules/${enc(sched.id)}${withSnapshots.checked ? '?snapshots=true' : ''}`);
+      touched.set('c:' + sched.id, now());
+      store.schedules.delete(sched.id);
+      scheduleUpdate();
+      toast({ kind: 'success', text: t(withSnapshots.checked ? 'sched.deleted.with' : 'sched.deleted', { name: sched.name }) });
+      return true;
+    },
+  });
+  ctx.dialog.querySelector('[data-cancel]').focus();
 }
 
 function jobBadge(j) {
@@ -1235,6 +1651,7 @@ class OverviewView {
       const r = await api.get('/v1/snapshots' + query({ ...this.filters, limit: this.limit, cursor: this.cursors[this.page] }));
       if (seq !== this.seq) return;
       for (const s of r.items) putSnapshot(s, since);
+      needScheduleNames(r.items);
       this.items = r.items.map((s) => s.id);
       this.next = r.next_cursor;
       this.error = null;
@@ -1319,7 +1736,7 @@ class OverviewView {
       'tr',
       { 'data-snapshot-id': s.id, class: this.selected.has(s.id) ? 'is-selected' : null },
       h('td', { class: 'check-col' }, box),
-      h('td', { class: 'name-cell' }, h('span', { class: 'name-line' }, h('a', { href: '#/snapshots/' + enc(s.id), class: 'strong-link', 'data-key': 'snap-' + s.id }, s.display_name), s.is_current ? currentPill() : null), s.description ? h('div', { class: 'sub' }, s.description) : null),
+      h('td', { class: 'name-cell' }, h('span', { class: 'name-line' }, h('a', { href: '#/snapshots/' + enc(s.id), class: 'strong-link', 'data-key': 'snap-' + s.id }, s.display_name), s.is_current ? currentPill() : null, scheduleTag(s)), s.description ? h('div', { class: 'sub' }, s.description) : null),
       h('td', { class: 'nowrap' }, h('a', { href: '#/instances/' + enc(s.instance.name), 'data-key': 'inst-' + s.id }, s.instance.name)),
       h('td', {}, modeTag(s.mode)),
       h('td', {}, snapshotStateBadge(s), s.error ? h('div', { class: 'sub error-text' }, s.error.message) : null),
@@ -1348,6 +1765,7 @@ class OverviewView {
       scheduleUpdate();
     }
     if (type === 'instance.updated' && !store.instances.has(data.uuid)) this.fillInstances();
+    if (type.startsWith('schedule.')) scheduleUpdate();
   }
 }
 
@@ -1391,6 +1809,7 @@ class SnapshotView {
       if (inst) putInstance(inst, since);
       for (const x of siblings.items) putSnapshot(x, since);
       for (const j of jobs.items) putJob(j);
+      needScheduleNames([s]);
       this.error = null;
     } catch (e) {
       if (e instanceof ApiError && e.code === 'snapshot_not_found') {
@@ -1467,6 +1886,7 @@ class SnapshotView {
       row('snapshot.children', children.length ? children.map((c, n) => [n ? ', ' : '', h('a', { href: '#/snapshots/' + enc(c.id), 'data-key': 'd-child-' + c.id }, c.display_name)]) : t('none')),
       row('snapshot.size', fmtBytes(s.size_bytes)),
       s.mode === 'memory' ? row('snapshot.paused', fmtDuration(s.guest_paused_ms)) : null,
+      s.schedule_id ? row('snapshot.schedule', scheduleTag(s)) : null,
       row('snapshot.origin', t('snapshot.origin.' + s.origin) === 'snapshot.origin.' + s.origin ? s.origin : t('snapshot.origin.' + s.origin)),
       row('snapshot.name', h('code', { class: 'mono' }, s.name)),
       row('snapshot.id', h('code', { class: 'mono' }, s.id)),
@@ -1579,6 +1999,17 @@ function handleEvent(type, data) {
       touched.set('i:' + data.uuid, now());
       store.instances.set(data.uuid, data);
       break;
+    case 'schedule.created':
+    case 'schedule.updated':
+      touched.set('c:' + data.id, now());
+      store.schedules.set(data.id, data);
+      break;
+    case 'schedule.deleted':
+      touched.set('c:' + data.id, now());
+      store.schedules.delete(data.id);
+      break;
+    case 'schedule.run':
+      break; // its outcome comes with the schedule.updated that follows
     default:
       return;
   }

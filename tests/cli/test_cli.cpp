@@ -624,6 +624,12 @@ TEST_CASE("Every command has --help, the main help documents the exit codes, --v
         {"snapshots", "revert"},
         {"snapshots", "edit"},
         {"snapshots", "delete"},
+        {"schedules"},
+        {"schedules", "list"},
+        {"schedules", "show"},
+        {"schedules", "create"},
+        {"schedules", "edit"},
+        {"schedules", "delete"},
         {"jobs"},
         {"jobs", "list"},
         {"jobs", "show"},
@@ -651,4 +657,321 @@ TEST_CASE("Every command has --help, the main help documents the exit codes, --v
     CHECK(r.exit == 0);
     CHECK(contains(r.out, "snapvirt "));
     CHECK(run_process({SNAPVIRT_CLI_PATH}, {}).exit == usage);
+}
+
+// ---- schedules -------------------------------------------------------------------------------
+
+namespace {
+
+json schedule_by_api(const client::Client& c, const std::string& id) {
+    auto r = c.get("/v1/schedules/" + id);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return r.json();
+}
+
+}  // namespace
+
+TEST_CASE("Schedules: the CLI creates, lists, shows, edits and deletes a schedule", "[cli][schedules]") {
+    TestGuest g({.tag = "clisched", .running = false});
+    Daemon d;
+    Cli cli = tcp_cli(d);
+    auto c = d.client();
+
+    // The issue's example, as written: no --name, so the name comes from the cron expression.
+    Run r = cli({"schedules", "create", g.name(), "--cron", "0 2 * * *", "--mode", "memory", "--keep-last", "7", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    const json created = r.doc();
+    const std::string id = created["id"];
+    CHECK(created["name"] == "daily-0200");
+    CHECK(created["instance"]["name"] == g.name());
+    CHECK(created["cron"] == "0 2 * * *");
+    CHECK(created["timezone"] == "UTC");
+    CHECK(created["mode"] == "memory");
+    CHECK(created["keep_last"] == 7);
+    CHECK(created["max_age"].is_null());
+    CHECK(created["enabled"] == true);
+    CHECK(created["next_run_at"].is_string());
+    CHECK(created["last_run"].is_null());
+    CHECK(schedule_by_api(c, id) == created);
+    // The next run is the next 02:00 UTC.
+    CHECK(created["next_run_at"].get<std::string>().substr(10) == "T02:00:00.000Z");
+
+    // The same command again: the name is taken (exit 4), with a hint to choose another.
+    r = cli({"schedules", "create", g.name(), "--cron", "0 2 * * *", "--mode", "memory", "--keep-last", "7"});
+    CHECK(r.exit == conflict);
+    CHECK(contains(r.err, "--name"));
+
+    // A second one with every option.
+    r = cli({"schedules", "create", g.name(), "--name", "office", "--cron", "*/15 8-18 * * mon-fri", "--timezone", "Europe/Berlin",
+             "--mode", "stopped", "--max-age", "12h", "--display-name-template", "{schedule} {time}", "--jitter", "30",
+             "--shutdown-timeout", "60", "--force-stop", "--keep-stopped", "--disabled", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    const json office = r.doc();
+    CHECK(office["name"] == "office");
+    CHECK(office["timezone"] == "Europe/Berlin");
+    CHECK(office["mode"] == "stopped");
+    CHECK(office["keep_last"].is_null());
+    CHECK(office["max_age"] == "12h");
+    CHECK(office["display_name_template"] == "{schedule} {time}");
+    CHECK(office["jitter_s"] == 30);
+    CHECK(office["shutdown_timeout_s"] == 60);
+    CHECK(office["force_stop"] == true);
+    CHECK(office["keep_stopped"] == true);
+    CHECK(office["enabled"] == false);
+    CHECK(office["next_run_at"].is_null());
+
+    // The instance's list, the host-wide list, the table.
+    r = cli({"schedules", "list", g.name(), "-o", "json"});
+    REQUIRE(r.exit == ok);
+    json items = r.doc()["items"];
+    REQUIRE(items.size() == 2);
+    CHECK(items[0]["name"] == "daily-0200");  // by name
+    CHECK(items[1]["name"] == "office");
+    r = cli({"schedules", "list", "--all", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc()["next_cursor"].is_null());
+    CHECK(r.doc()["items"].size() == 2);
+    r = cli({"schedules", "list", g.name()});
+    REQUIRE(r.exit == ok);
+    for (const char* column : {"NAME", "INSTANCE", "CRON", "TZ", "MODE", "KEEP LAST", "MAX AGE", "ENABLED", "NEXT RUN", "LAST RUN"})
+        CHECK(contains(r.out, column));
+    CHECK(contains(r.out, id.substr(0, 8)));
+    CHECK(contains(r.out, "0 2 * * *"));
+    CHECK(contains(r.out, "Europe/Berlin"));
+    CHECK(contains(r.out, "(disabled)"));
+    CHECK(contains(r.out, "in "));  // the next run, from now
+    r = cli({"schedules", "list", g.name(), "-o", "id"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.out == id + "\n" + office["id"].get<std::string>() + "\n");
+
+    // show: by INSTANCE/NAME, by ID prefix, by a name unique on the host.
+    for (const std::string& ref : {g.name() + "/daily-0200", id.substr(0, 8), std::string("daily-0200")}) {
+        r = cli({"schedules", "show", ref, "-o", "json"});
+        REQUIRE(r.exit == ok);
+        CHECK(r.doc()["id"] == id);
+    }
+    r = cli({"schedules", "show", g.name() + "/daily-0200"});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "Cron:"));
+    CHECK(contains(r.out, "Next run:"));
+    CHECK(contains(r.out, "Keep last:"));
+    CHECK(contains(r.out, "(none yet)"));
+
+    // edit: only what is given changes.
+    r = cli({"schedules", "edit", g.name() + "/daily-0200", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin", "--keep-last", "9",
+             "-o", "json"});
+    REQUIRE(r.exit == ok);
+    json s = schedule_by_api(c, id);
+    CHECK(r.doc() == s);
+    CHECK(s["cron"] == "30 3 * * *");
+    CHECK(s["timezone"] == "Europe/Berlin");
+    CHECK(s["keep_last"] == 9);
+    CHECK(s["mode"] == "memory");
+    CHECK(s["name"] == "daily-0200");
+    CHECK(s["enabled"] == true);
+    r = cli({"schedules", "edit", id, "--disable", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    s = schedule_by_api(c, id);
+    CHECK(s["enabled"] == false);
+    CHECK(s["next_run_at"].is_null());
+    r = cli({"schedules", "edit", id, "--enable", "--max-age", "7d", "--no-keep-last", "--name", "nightly", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    s = schedule_by_api(c, id);
+    CHECK(s["enabled"] == true);
+    CHECK(s["next_run_at"].is_string());
+    CHECK(s["keep_last"].is_null());
+    CHECK(s["max_age"] == "7d");
+    CHECK(s["name"] == "nightly");
+    CHECK(cli({"schedules", "edit", id}).exit == usage);  // nothing to change
+    r = cli({"schedules", "edit", id, "--name", "office"});
+    CHECK(r.exit == conflict);
+    CHECK(schedule_by_api(c, id)["name"] == "nightly");
+
+    // delete: refused without a terminal unless --yes; then gone (exit 3 afterwards).
+    r = cli({"schedules", "delete", g.name() + "/nightly"});
+    CHECK(r.exit == not_confirmed);
+    CHECK(contains(r.err, "--yes"));
+    CHECK(c.get("/v1/schedules/" + id).status == 200);
+    r = cli({"schedules", "delete", g.name() + "/nightly", "--yes"});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "Deleted schedule 'nightly' of '" + g.name() + "'"));
+    CHECK(c.get("/v1/schedules/" + id).status == 404);
+    r = cli({"schedules", "show", id});
+    CHECK(r.exit == not_found);
+    CHECK(r.first_error_line() == "snapvirt: " + c.get("/v1/schedules/" + id).json()["error"]["message"].get<std::string>());
+    r = cli({"schedules", "delete", office["id"].get<std::string>(), "--yes", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc()["id"] == office["id"]);
+    r = cli({"schedules", "list", g.name(), "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc()["items"].empty());
+}
+
+TEST_CASE("Schedules: refused values exit 5 and name the field, a bad cron which part of it", "[cli][schedules]") {
+    TestGuest g({.tag = "cliscval", .running = false});
+    Daemon d;
+    Cli cli = tcp_cli(d);
+    auto c = d.client();
+    const std::vector<std::string> base = {"schedules", "create", g.name(), "--mode", "memory"};
+    const auto create = [&](std::vector<std::string> more) {
+        std::vector<std::string> args = base;
+        args.insert(args.end(), more.begin(), more.end());
+        return cli(args);
+    };
+
+    // A minute of 61: the message is the API's, the hint names --cron and its minute field.
+    Run r = create({"--cron", "61 2 * * *", "--keep-last", "3"});
+    CHECK(r.exit == rejected);
+    const auto api = c.post("/v1/instances/" + g.name() + "/schedules",
+                            {{"name", "x"}, {"cron", "61 2 * * *"}, {"mode", "memory"}, {"keep_last", 3}});
+    REQUIRE(api.status == 400);
+    CHECK(api.json()["error"]["details"]["cron_field"] == "minute");
+    CHECK(r.first_error_line() == "snapvirt: " + api.json()["error"]["message"].get<std::string>());
+    CHECK(contains(r.err, "hint: The refused value is --cron"));
+    CHECK(contains(r.err, "its minute field"));
+
+    r = create({"--cron", "0 2 * 13 *", "--keep-last", "3"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "its month field"));
+    r = create({"--cron", "0 2 * * * * *", "--keep-last", "3"});  // seven fields
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--cron"));
+
+    // Neither keep-last nor max-age: the daemon names keep_last.
+    r = create({"--cron", "0 2 * * *"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--keep-last"));
+    r = create({"--cron", "0 2 * * *", "--keep-last", "3", "--timezone", "Mars/Olympus_Mons"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--timezone"));
+    r = create({"--cron", "0 2 * * *", "--max-age", "7 days"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--max-age"));
+    r = create({"--cron", "0 2 * * *", "--keep-last", "3", "--display-name-template", "{schedule} {hostname}"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--display-name-template"));
+    r = create({"--cron", "0 2 * * *", "--keep-last", "3", "--name", "has space"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--name"));
+
+    // Checked before anything is sent: stopped options with memory, a missing --cron or --mode.
+    r = create({"--cron", "0 2 * * *", "--keep-last", "3", "--force-stop"});
+    CHECK(r.exit == usage);
+    CHECK(contains(r.err, "--mode stopped only"));
+    CHECK(create({"--keep-last", "3"}).exit == usage);
+    CHECK(cli({"schedules", "create", g.name(), "--cron", "@daily", "--keep-last", "3"}).exit == usage);
+    CHECK(create({"--cron", "@daily", "--keep-last", "0"}).exit == usage);
+    CHECK(create({"--cron", "@daily", "--jitter", "4000", "--keep-last", "1"}).exit == usage);
+
+    // Unknown instance and schedule: exit 3.
+    const std::string nobody = "svt-nobody-" + std::to_string(::getpid());
+    CHECK(cli({"schedules", "create", nobody, "--cron", "@daily", "--mode", "stopped", "--keep-last", "1"}).exit == not_found);
+    CHECK(cli({"schedules", "list", nobody}).exit == not_found);
+    CHECK(cli({"schedules", "show", "00000000-0000-0000-0000-000000000000"}).exit == not_found);
+    CHECK(cli({"schedules", "edit", "00000000-0000-0000-0000-000000000000", "--disable"}).exit == not_found);
+    CHECK(cli({"schedules", "delete", g.name() + "/nothing", "--yes"}).exit == not_found);
+
+    // An edit refused the same way leaves the schedule as it was.
+    r = create({"--cron", "@daily", "--keep-last", "3", "-o", "id"});
+    REQUIRE(r.exit == ok);
+    const std::string id = r.out.substr(0, r.out.find('\n'));
+    CHECK(schedule_by_api(c, id)["name"] == "daily");
+    r = cli({"schedules", "edit", id, "--cron", "0 25 * * *"});
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "its hour field"));
+    r = cli({"schedules", "edit", id, "--no-keep-last"});  // would leave neither keep_last nor max_age
+    CHECK(r.exit == rejected);
+    CHECK(contains(r.err, "--keep-last"));
+    const json s = schedule_by_api(c, id);
+    CHECK(s["cron"] == "@daily");
+    CHECK(s["keep_last"] == 3);
+    r = cli({"schedules", "list", g.name(), "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc()["items"].size() == 1);
+}
+
+TEST_CASE("Schedules: on a terminal delete asks first, no keeps the schedule and yes deletes it", "[cli][schedules]") {
+    TestGuest off({.tag = "cliscdel", .running = false});
+    Daemon d;
+    Cli cli = tcp_cli(d);
+    auto c = d.client();
+    auto created = c.post("/v1/instances/" + off.name() + "/schedules",
+                          {{"name", "weekly"}, {"cron", "0 3 * * sun"}, {"mode", "stopped"}, {"keep_last", 4}});
+    INFO(created.body);
+    REQUIRE(created.status == 201);
+    const std::string id = created.json()["id"];
+
+    Run r = cli.on_terminal({"schedules", "delete", off.name() + "/weekly"}, "n");
+    INFO(r.out);
+    CHECK(r.exit == not_confirmed);
+    CHECK(contains(r.out, "Delete schedule 'weekly' of '" + off.name() + "' (0 3 * * sun)?"));
+    CHECK(c.get("/v1/schedules/" + id).status == 200);
+
+    r = cli.on_terminal({"schedules", "delete", id.substr(0, 8)}, "y");
+    INFO(r.out);
+    CHECK(r.exit == ok);
+    CHECK(c.get("/v1/schedules/" + id).status == 404);
+}
+
+TEST_CASE("Schedules: snapshots a schedule took show its name, and delete --snapshots takes them too", "[cli][schedules]") {
+    TestGuest off({.tag = "cliscrun", .running = false});
+    Daemon d;
+    Cli cli = tcp_cli(d);
+    auto c = d.client();
+
+    // A hand-made snapshot, which the schedule never touches.
+    REQUIRE(cli({"snapshots", "create", off.name(), "--mode", "stopped", "--name", "by-hand"}).exit == ok);
+    // Every 5 seconds (a leading seconds field); a shut-off guest's stopped snapshot is quick.
+    Run r = cli({"schedules", "create", off.name(), "--name", "often", "--cron", "*/5 * * * * *", "--mode", "stopped",
+                 "--keep-last", "2", "-o", "json"});
+    REQUIRE(r.exit == ok);
+    const std::string id = r.doc()["id"];
+
+    json taken;
+    REQUIRE(eventually(
+        [&] {
+            for (const auto& s : snapshots_of(c, off.name()))
+                if (s["schedule_id"] == id && s["state"] == "ready") taken = s;
+            return taken.is_object();
+        },
+        60s, 500ms));
+    // Stop it running, so the list below holds still.
+    REQUIRE(cli({"schedules", "edit", id, "--disable"}).exit == ok);
+    REQUIRE(eventually([&] { return c.get("/v1/instances/" + off.name()).json()["busy_job_id"].is_null(); }, 60s, 200ms));
+
+    r = cli({"snapshots", "list", off.name()});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "SCHEDULE"));
+    CHECK(contains(r.out, "often"));
+    r = cli({"snapshots", "list"});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "often"));
+    r = cli({"snapshots", "show", taken["id"].get<std::string>()});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "Schedule:"));
+    CHECK(contains(r.out, "often (" + id + ")"));
+    r = cli({"snapshots", "show", taken["id"].get<std::string>(), "-o", "json"});
+    REQUIRE(r.exit == ok);
+    CHECK(r.doc()["schedule_id"] == id);
+    r = cli({"schedules", "show", id});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "Last run:"));
+    CHECK_FALSE(contains(r.out, "(none yet)"));
+
+    // delete --snapshots: the schedule's snapshots go (as delete jobs), the hand-made one stays.
+    std::size_t own = 0;
+    for (const auto& s : snapshots_of(c, off.name())) own += s["schedule_id"] == id;
+    REQUIRE(own >= 1);
+    r = cli({"schedules", "delete", id, "--snapshots", "--yes"});
+    REQUIRE(r.exit == ok);
+    CHECK(contains(r.out, "being deleted"));
+    CHECK(c.get("/v1/schedules/" + id).status == 404);
+    REQUIRE(eventually(
+        [&] {
+            const json items = snapshots_of(c, off.name());
+            return items.size() == 1 && items[0]["name"] == "by-hand";
+        },
+        120s, 500ms));
+    CHECK(off.has_snapshot("by-hand"));
 }

@@ -3,7 +3,9 @@
 // instance, take a snapshot with RAM and one with the instance stopped and see both appear live;
 // in the overview pick one by display name, revert with Cancel (nothing happens) and with OK
 // (checked through the API); edit a display name; delete with the trash can. Once in English,
-// once in German. Screenshots of each step go to $SNAPVIRT_WEB_SCREENSHOTS.
+// once in German; then the Schedules card (add, a refused cron at its field, edit, disable, live
+// updates, delete after confirmation, a schedule's snapshots tagged). Screenshots of each step go to
+// $SNAPVIRT_WEB_SCREENSHOTS.
 //
 //   SNAPVIRT_WEB_FIXTURE=build/tests/web/web_fixture node tests/web/panel.test.mjs
 //
@@ -610,6 +612,217 @@ for (const lang of ['en', 'de']) {
     }
 
     step('no script errors and no CSP violations', async () => {
+      assert.deepEqual(page.problems, []);
+      await page.context().close();
+    });
+  });
+}
+
+// ---- the Schedules card ------------------------------------------------------------------------
+
+const SCHED = {
+  en: { title: 'Schedules', add: 'Add schedule', edit: 'Edit schedule', del: 'Delete schedule', minute: 'minute', disabled: 'disabled', never: 'not run yet', keep: 'last 9', withSnapshots: 'Also delete its snapshots', create: 'Create', save: 'Save', skipped: 'skipped' },
+  de: { title: 'Zeitpläne', add: 'Zeitplan hinzufügen', edit: 'Zeitplan bearbeiten', del: 'Zeitplan löschen', minute: 'Minute', disabled: 'deaktiviert', never: 'noch nicht gelaufen', keep: 'letzte 9', withSnapshots: 'Auch seine Snapshots löschen', create: 'Erstellen', save: 'Speichern', skipped: 'übersprungen' },
+};
+
+describe('the page’s two languages', () => {
+  it('have every string of the other, the schedules’ ones included', async () => {
+    const src = await (await fetch(world.url + '/ui/i18n.js')).text();
+    const keys = (name) => {
+      const body = src.slice(src.indexOf(`const ${name} = {`), src.indexOf('};', src.indexOf(`const ${name} = {`)));
+      return new Set([...body.matchAll(/^ {2}'([^']+)':/gm)].map((m) => m[1]));
+    };
+    const en = keys('en');
+    const de = keys('de');
+    assert.ok([...en].filter((k) => k.startsWith('sched.')).length > 40, 'the schedules’ strings are there');
+    assert.deepEqual([...en].filter((k) => !de.has(k)), [], 'every English string has a German one');
+    assert.deepEqual([...de].filter((k) => !en.has(k)), [], 'every German string has an English one');
+  });
+});
+
+function schedCard(page) {
+  return page.locator('#schedule-card');
+}
+
+function schedRow(page, name) {
+  return schedCard(page).locator('tr[data-schedule-id]').filter({ has: page.locator('td.sched-name strong', { hasText: new RegExp('^' + esc(name) + '$') }) });
+}
+
+const byLabel = (scope, label) => scope.locator(`[aria-label="${label}"]`);
+
+async function schedulesOf(instance) {
+  const r = await apiGet(`/v1/instances/${encodeURIComponent(instance)}/schedules`);
+  assert.equal(r.status, 200);
+  return r.body.items;
+}
+
+for (const lang of ['en', 'de']) {
+  const L = LABELS[lang];
+  const S = SCHED[lang];
+  const locale = lang === 'en' ? 'en-US' : 'de-DE';
+  const name = lang === 'en' ? 'nightly' : 'naechtlich';
+
+  steps(`the Schedules card (${lang})`, (step) => {
+    let page;
+    let off;
+    let id;
+
+    step('adds a schedule: a bad cron is shown at its field, then it is listed with its next run', async () => {
+      off = world.instances[1];
+      page = await newPage(locale);
+      await page.goto(`${world.url}/#token=${encodeURIComponent(world.token)}`);
+      await page.getByRole('link', exact(off)).waitFor();
+      await openInstance(page, off);
+      await schedCard(page).waitFor();
+      assert.equal(await text(schedCard(page).getByRole('heading', { level: 2 })), S.title);
+      const add = page.getByRole('button', exact('Add schedule'));
+      assert.equal(await text(add), S.add);
+      await eventually(() => add.isEnabled(), { what: 'Add schedule enabled', timeout: 30_000 });
+      await add.click();
+      const dlg = dialog(page, 'Add schedule');
+      await dlg.waitFor();
+      await waitText(dlg.getByRole('heading', { level: 2 }), new RegExp('^' + esc(S.add) + '$'));
+      await byLabel(dlg, 'Name').fill(name);
+      await byLabel(dlg, 'Cron expression').fill('61 2 * * *');
+      await dlg.getByRole('radio', exact('Include RAM')).check();
+      await byLabel(dlg, 'Keep last').fill('7');
+      assert.equal(await text(dlg.getByRole('button', exact('Create'))), S.create);
+      await dlg.getByRole('button', exact('Create')).click();
+
+      // 400 with details.field "cron", cron_field "minute": the message under the cron field.
+      const cronField = dlg.locator('.field').filter({ has: byLabel(dlg, 'Cron expression') });
+      const err = cronField.locator('.field-error');
+      await err.waitFor({ state: 'visible', timeout: 10_000 });
+      const refused = await apiCall('POST', `/v1/instances/${off}/schedules`, { name: 'x', cron: '61 2 * * *', mode: 'memory', keep_last: 7 });
+      assert.equal(refused.status, 400);
+      assert.equal(refused.body.error.details.field, 'cron');
+      const shown = await text(err);
+      assert.ok(shown.startsWith(refused.body.error.message), `the API's message at the field: ${shown}`);
+      assert.match(shown, new RegExp(esc(S.minute)));
+      assert.equal(await byLabel(dlg, 'Cron expression').getAttribute('aria-invalid'), 'true');
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Cron expression');
+      await shot(page, `${lang}-schedule-bad-cron`);
+      assert.equal((await schedulesOf(off)).length, 0, 'nothing made');
+
+      // An example fills the field; then it is made.
+      await dlg.locator('.cron-examples .chip').first().click();
+      assert.equal(await byLabel(dlg, 'Cron expression').inputValue(), '0 2 * * *');
+      await dlg.getByRole('button', exact('Create')).click();
+      await dlg.waitFor({ state: 'detached' });
+      const row = schedRow(page, name);
+      await row.waitFor({ timeout: 10_000 });
+      const made = (await schedulesOf(off)).find((x) => x.name === name);
+      assert.ok(made, 'the API has it');
+      id = made.id;
+      assert.equal(made.cron, '0 2 * * *');
+      assert.equal(made.mode, 'memory');
+      assert.equal(made.keep_last, 7);
+      assert.equal(made.enabled, true);
+      assert.ok(made.next_run_at, 'it has a next run');
+      assert.equal(await row.locator('.sched-next time').getAttribute('datetime'), made.next_run_at);
+      assert.match(await text(row), /0 2 \* \* \*/);
+      assert.match(await text(row), /UTC/);
+      assert.match(await text(row.locator('.sched-last')), new RegExp(esc(S.never)));
+      await shot(page, `${lang}-schedule-added`);
+    });
+
+    step('edits it: keep last and time zone', async () => {
+      await page.getByRole('button', exact(`Edit schedule ${name}`)).click();
+      const dlg = dialog(page, 'Edit schedule');
+      await dlg.waitFor();
+      await waitText(dlg.getByRole('heading', { level: 2 }), new RegExp('^' + esc(S.edit) + '$'));
+      assert.equal(await byLabel(dlg, 'Cron expression').inputValue(), '0 2 * * *');
+      await byLabel(dlg, 'Keep last').fill('9');
+      await dlg.locator('details.advanced summary').click();
+      await byLabel(dlg, 'Time zone').fill('Europe/Berlin');
+      assert.equal(await text(dlg.getByRole('button', exact('Save'))), S.save);
+      await shot(page, `${lang}-schedule-edit`);
+      await dlg.getByRole('button', exact('Save')).click();
+      await dlg.waitFor({ state: 'detached' });
+      const row = schedRow(page, name);
+      await waitText(row, /Europe\/Berlin/, 10_000);
+      await waitText(row, new RegExp(esc(S.keep)), 10_000);
+      const s = (await apiGet(`/v1/schedules/${id}`)).body;
+      assert.equal(s.keep_last, 9);
+      assert.equal(s.timezone, 'Europe/Berlin');
+      assert.equal(s.cron, '0 2 * * *');
+      assert.equal(await row.locator('.sched-next time').getAttribute('datetime'), s.next_run_at);
+    });
+
+    step('disables it with the switch, and follows a change made elsewhere live', async () => {
+      const row = schedRow(page, name);
+      const sw = page.getByRole('switch', exact(`Enable ${name}`));
+      assert.equal(await sw.isChecked(), true);
+      await sw.click();
+      await eventually(async () => (await apiGet(`/v1/schedules/${id}`)).body.enabled === false, { what: 'disabled in the API' });
+      await waitText(row.locator('.sched-next'), new RegExp(esc(S.disabled)), 10_000);
+      assert.equal((await apiGet(`/v1/schedules/${id}`)).body.next_run_at, null);
+      await shot(page, `${lang}-schedule-disabled`);
+      // Enabled through the API: the page follows the schedule.updated event.
+      await page.evaluate(() => (window.__noReload = 1));
+      const r = await apiCall('PATCH', `/v1/schedules/${id}`, { enabled: true });
+      assert.equal(r.status, 200);
+      await eventually(() => sw.isChecked(), { what: 'the switch on again, live', timeout: 10_000 });
+      await row.locator('.sched-next time').waitFor({ timeout: 10_000 });
+      // One made through the API shows up, and one deleted through it goes.
+      const other = await apiCall('POST', `/v1/instances/${off}/schedules`, { name: 'from-api', cron: '@weekly', mode: 'stopped', max_age: '4w' });
+      assert.equal(other.status, 201);
+      await schedRow(page, 'from-api').waitFor({ timeout: 10_000 });
+      assert.equal((await apiCall('DELETE', `/v1/schedules/${other.body.id}`)).status, 204);
+      await schedRow(page, 'from-api').waitFor({ state: 'detached', timeout: 10_000 });
+      assert.equal(await page.evaluate(() => window.__noReload), 1, 'no reload');
+    });
+
+    step('deletes it after confirmation: Cancel keeps it, OK removes it', async () => {
+      await page.getByRole('button', exact(`Delete schedule ${name}`)).click();
+      let dlg = dialog(page, 'Delete schedule');
+      await dlg.waitFor();
+      await waitText(dlg.getByRole('heading', { level: 2 }), new RegExp('^' + esc(S.del) + '$'));
+      assert.match(await text(dlg.locator('label.check')), new RegExp(esc(S.withSnapshots)));
+      assert.equal(await dlg.getByRole('checkbox', exact('Also delete its snapshots')).isChecked(), false);
+      await shot(page, `${lang}-schedule-delete`);
+      await dlg.getByRole('button', exact('Cancel')).click();
+      await dlg.waitFor({ state: 'detached' });
+      assert.equal((await apiGet(`/v1/schedules/${id}`)).status, 200, 'Cancel deletes nothing');
+      await page.getByRole('button', exact(`Delete schedule ${name}`)).click();
+      dlg = dialog(page, 'Delete schedule');
+      await dlg.getByRole('button', exact('OK')).click();
+      await dlg.waitFor({ state: 'detached' });
+      await schedRow(page, name).waitFor({ state: 'detached', timeout: 10_000 });
+      assert.equal((await apiGet(`/v1/schedules/${id}`)).status, 404);
+    });
+
+    if (lang === 'en') {
+      step('a schedule’s snapshots carry its name, and go with it when asked', async () => {
+        // Every 5 seconds (six fields), the shut-off instance's disks: quick runs.
+        const r = await apiCall('POST', `/v1/instances/${off}/schedules`, { name: 'often', cron: '*/5 * * * * *', mode: 'stopped', keep_last: 2 });
+        assert.equal(r.status, 201);
+        const often = r.body;
+        await schedRow(page, 'often').waitFor({ timeout: 10_000 });
+        const tag = panel(page).locator(`[data-schedule-tag="${often.id}"]`).first();
+        await tag.waitFor({ timeout: 90_000 });
+        const taken = (await apiGet(`/v1/instances/${off}/snapshots`)).body.items;
+        assert.ok(taken.length > 0 && taken.every((s) => s.schedule_id === often.id), 'only the schedule’s snapshots on this instance');
+        assert.equal(await text(tag), 'often');
+        // Its last run shows with its outcome, live.
+        await waitText(schedRow(page, 'often').locator('.sched-last'), /succeeded/, 60_000);
+        await shot(page, `${lang}-schedule-snapshots`);
+        // Stop it, let the instance come to rest, then delete it with its snapshots.
+        assert.equal((await apiCall('PATCH', `/v1/schedules/${often.id}`, { enabled: false })).status, 200);
+        await eventually(async () => (await apiGet(`/v1/instances/${off}`)).body.busy_job_id === null, { what: 'no job running' });
+        await page.getByRole('button', exact('Delete schedule often')).click();
+        const dlg = dialog(page, 'Delete schedule');
+        await dlg.getByRole('checkbox', exact('Also delete its snapshots')).check();
+        await dlg.getByRole('button', exact('OK')).click();
+        await dlg.waitFor({ state: 'detached' });
+        await schedRow(page, 'often').waitFor({ state: 'detached', timeout: 10_000 });
+        // The instance had no other snapshots: every one it has now is the schedule's.
+        await eventually(async () => (await apiGet(`/v1/instances/${off}/snapshots`)).body.items.length === 0, { what: 'its snapshots deleted', timeout: 120_000 });
+        await panel(page).locator(`[data-schedule-tag="${often.id}"]`).first().waitFor({ state: 'detached', timeout: 30_000 });
+      });
+    }
+
+    step('no script errors and no CSP violations (schedules)', async () => {
       assert.deepEqual(page.problems, []);
       await page.context().close();
     });
