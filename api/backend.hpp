@@ -52,14 +52,13 @@ public:
     virtual Job cancel_job(const std::string& id) = 0;
     // Schedules (docs/api.md, "Schedules"). create/edit validate what api/ cannot (the cron
     // expression, the time zone, the limits) and throw invalid_request naming the field.
-    // TODO(schedules): pure once daemon/ implements them (helpers' branches compile meanwhile).
-    virtual std::vector<Schedule> list_instance_schedules(const std::string&) { throw unimplemented(); }
-    virtual Page<Schedule> list_schedules(const ScheduleQuery&) { throw unimplemented(); }
-    virtual Schedule get_schedule(const std::string&) { throw unimplemented(); }
-    virtual Schedule create_schedule(const std::string&, const ScheduleRequest&) { throw unimplemented(); }  // blocking
-    virtual Schedule edit_schedule(const std::string&, const ScheduleRequest&) { throw unimplemented(); }
-    virtual void delete_schedule(const std::string&, bool /*with_snapshots*/) { throw unimplemented(); }
-    static ApiError unimplemented() { return ApiError(ErrorCode::not_found, "Schedules are not built yet."); }
+    virtual std::vector<Schedule> list_instance_schedules(const std::string& name_or_uuid) = 0;
+    virtual Page<Schedule> list_schedules(const ScheduleQuery& query) = 0;
+    virtual Schedule get_schedule(const std::string& id) = 0;
+    virtual Schedule create_schedule(const std::string& instance, const ScheduleRequest& request) = 0;  // blocking
+    virtual Schedule edit_schedule(const std::string& id, const ScheduleRequest& request) = 0;
+    // with_snapshots: the schedule's snapshots are deleted too (by retention, one job at a time).
+    virtual void delete_schedule(const std::string& id, bool with_snapshots) = 0;
 
     virtual Readiness readiness() = 0;
     // The host's facts as last read from libvirt; never waits for libvirt.

@@ -96,6 +96,19 @@ void maybe_missing(const std::string& what, ErrorCode code) {
     if (what == "busy") throw ApiError(ErrorCode::instance_busy, "Busy with '" + what + "'.", {{"job_id", what}});
 }
 
+Schedule make_schedule(const std::string& id, const std::string& instance) {
+    Schedule s;
+    s.id = id;
+    s.instance = {"u-" + instance, instance};
+    s.name = id;
+    s.cron = "*/5 * * * *";
+    s.keep_last = 3;
+    s.next_run_at = 1'700'000'000'000;
+    s.last_run = snapvirt::ScheduleRun{1'699'999'700'000, 1'699'999'701'000, std::string("j1"),
+                                       snapvirt::ScheduleOutcome::failed, snapvirt::ErrorInfo{"create_failed", "fuzz"}};
+    return s;
+}
+
 class StubBackend final : public Backend {
 public:
     explicit StubBackend(EventHub& hub) : hub_(hub) {}
@@ -177,6 +190,37 @@ public:
         if (id == "saving") throw ApiError(ErrorCode::job_not_cancellable, "Saving memory.");
         return make_job(id, snapvirt::JobKind::create, snapvirt::JobState::cancelled);
     }
+    std::vector<Schedule> list_instance_schedules(const std::string& x) override {
+        maybe_missing(x, ErrorCode::instance_not_found);
+        return {make_schedule("s1", x)};
+    }
+    Page<Schedule> list_schedules(const ScheduleQuery& q) override {
+        Page<Schedule> p;
+        p.items = {make_schedule("s1", q.instance.value_or("web1"))};
+        if (q.cursor) p.next_cursor = *q.cursor + "x";
+        return p;
+    }
+    Schedule get_schedule(const std::string& id) override {
+        maybe_missing(id, ErrorCode::schedule_not_found);
+        return make_schedule(id, "web1");
+    }
+    Schedule create_schedule(const std::string& instance, const ScheduleRequest& r) override {
+        maybe_missing(instance, ErrorCode::instance_not_found);
+        Schedule s = make_schedule(r.name.value_or("unnamed"), instance);
+        if (r.cron) s.cron = *r.cron;  // whatever passed validation is written escaped
+        if (r.timezone) s.timezone = *r.timezone;
+        if (r.display_name_template) s.display_name_template = *r.display_name_template;
+        hub_.schedule_created(s);
+        return s;
+    }
+    Schedule edit_schedule(const std::string& id, const ScheduleRequest& r) override {
+        Schedule s = get_schedule(id);
+        if (r.enabled) s.enabled = *r.enabled;
+        if (r.max_age) s.max_age = *r.max_age;
+        hub_.schedule_updated(s);
+        return s;
+    }
+    void delete_schedule(const std::string& id, bool) override { hub_.schedule_deleted(get_schedule(id)); }
     Readiness readiness() override { return {ready_ = !ready_, "libvirt is unreachable: fuzz."}; }
     Host host() override {
         Host h;

@@ -39,6 +39,12 @@ public:
     api::Page<api::Job> list_jobs(const api::JobQuery&) override { return {}; }
     api::Job get_job(const std::string&) override { return {}; }
     api::Job cancel_job(const std::string&) override { return {}; }
+    std::vector<api::Schedule> list_instance_schedules(const std::string&) override { return {}; }
+    api::Page<api::Schedule> list_schedules(const api::ScheduleQuery&) override { return {}; }
+    api::Schedule get_schedule(const std::string&) override { return {}; }
+    api::Schedule create_schedule(const std::string&, const api::ScheduleRequest&) override { return {}; }
+    api::Schedule edit_schedule(const std::string&, const api::ScheduleRequest&) override { return {}; }
+    void delete_schedule(const std::string&, bool) override {}
     api::Readiness readiness() override { return {true, ""}; }
     api::Host host() override {
         api::Host h;

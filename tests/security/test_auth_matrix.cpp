@@ -33,6 +33,12 @@ public:
     api::Page<api::Job> list_jobs(const api::JobQuery&) override { no(); }
     api::Job get_job(const std::string&) override { no(); }
     api::Job cancel_job(const std::string&) override { no(); }
+    std::vector<api::Schedule> list_instance_schedules(const std::string&) override { no(); }
+    api::Page<api::Schedule> list_schedules(const api::ScheduleQuery&) override { no(); }
+    api::Schedule get_schedule(const std::string&) override { no(); }
+    api::Schedule create_schedule(const std::string&, const api::ScheduleRequest&) override { no(); }
+    api::Schedule edit_schedule(const std::string&, const api::ScheduleRequest&) override { no(); }
+    void delete_schedule(const std::string&, bool) override { no(); }
     api::Readiness readiness() override { no(); }
     api::Host host() override { no(); }
     std::optional<api::StoredResponse> find_idempotent(const std::string&) override { no(); }
@@ -85,6 +91,12 @@ const std::map<std::pair<std::string, std::string>, api::Scope>& contract() {
         {{"GET", "/v1/jobs"}, api::Scope::read},
         {{"GET", "/v1/jobs/{id}"}, api::Scope::read},
         {{"POST", "/v1/jobs/{id}/cancel"}, api::Scope::write},
+        {{"GET", "/v1/instances/{instance}/schedules"}, api::Scope::read},
+        {{"POST", "/v1/instances/{instance}/schedules"}, api::Scope::write},
+        {{"GET", "/v1/schedules"}, api::Scope::read},
+        {{"GET", "/v1/schedules/{id}"}, api::Scope::read},
+        {{"PATCH", "/v1/schedules/{id}"}, api::Scope::write},
+        {{"DELETE", "/v1/schedules/{id}"}, api::Scope::write},
     };
     return c;
 }
@@ -112,7 +124,9 @@ std::vector<Case> cases() {
         REQUIRE(target.find('{') == std::string::npos);
         std::string body;
         if (r.method == "POST" && r.pattern == "/v1/instances/{instance}/snapshots") body = R"({"mode":"memory"})";
-        if (r.method == "PATCH") body = R"({"display_name":"x"})";
+        if (r.method == "POST" && r.pattern == "/v1/instances/{instance}/schedules")
+            body = R"({"name":"n","cron":"@daily","mode":"memory","keep_last":1})";
+        if (r.method == "PATCH") body = r.pattern == "/v1/schedules/{id}" ? R"({"enabled":false})" : R"({"display_name":"x"})";
         if (r.pattern == "/v1/snapshots/{id}/revert") body = "{}";
         out.push_back({r.method, target, body, r.scope});
     }
