@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <thread>
 
 using namespace snapvirt;
@@ -212,6 +213,91 @@ TEST_CASE("Every endpoint answers a real guest as the document says", "[openapi]
     auto cancel = rec.post(c, "/v1/jobs/" + slow_job + "/cancel", nullptr, {{"Idempotency-Key", "oa-cancel-1"}});
     CHECK(cancel.status == 202);
     CHECK(wait_recorded(rec, c, slow_job)["state"] == "cancelled");
+
+    // ---- schedules: made, read, changed and deleted; their events on a stream opened first.
+    // Their slots are on 1 January at 03:00 (and weekly, disabled), so no run starts during the test.
+    {
+        client::Connection stream(d.url());
+        auto stream_head = stream.open_stream("/v1/events", {{"Authorization", "Bearer " + d.token()}});
+        REQUIRE(stream_head.status == 200);
+        const json nightly = {{"name", "oa-nightly"}, {"cron", "0 3 1 1 *"}, {"timezone", "Europe/Berlin"}, {"mode", "memory"},
+                              {"keep_last", 3}, {"display_name_template", "{schedule} {date}"}};
+        auto made = rec.post(c, gi + "/schedules", nightly, {{"Idempotency-Key", "oa-schedule-1"}});
+        INFO(made.body);
+        REQUIRE(made.status == 201);
+        const std::string sched_id = made.json()["id"];
+        CHECK(*made.header("location") == "/v1/schedules/" + sched_id);
+        auto made_again = rec.post(c, gi + "/schedules", nightly, {{"Idempotency-Key", "oa-schedule-1"}});
+        CHECK(made_again.status == 201);
+        CHECK(made_again.header("idempotent-replayed"));
+        auto cold_made = rec.post(c, oi + "/schedules", {{"name", "oa-weekly"}, {"cron", "@weekly"}, {"mode", "stopped"},
+                                                         {"shutdown_timeout_s", 30}, {"force_stop", true}, {"max_age", "4w"},
+                                                         {"jitter_s", 30}, {"enabled", false}});
+        REQUIRE(cold_made.status == 201);
+        const std::string cold_sched = cold_made.json()["id"];
+        CHECK(cold_made.json()["next_run_at"].is_null());
+        auto second = rec.post(c, gi + "/schedules", {{"name", "oa-second"}, {"cron", "0 3 1 1 *"}, {"mode", "memory"}, {"max_age", "90m"}});
+        REQUIRE(second.status == 201);
+        const std::string second_id = second.json()["id"];
+
+        CHECK(error_code(rec.post(c, gi + "/schedules", nightly)) == "schedule_exists");
+        CHECK(error_code(rec.post(c, gi + "/schedules", {{"name", "oa-x"}, {"cron", "0 3 * *"}, {"mode", "memory"}, {"keep_last", 1}})) ==
+              "invalid_request");
+        CHECK(error_code(rec.post(c, gi + "/schedules", {{"name", "oa-x"}, {"cron", "@daily"}, {"mode", "memory"}})) == "invalid_request");
+        CHECK(error_code(rec.post(c, gi + "/schedules", {{"name", "oa-x"}, {"cron", "@daily"}, {"mode", "memory"}, {"keep_last", 1},
+                                                         {"timezone", "Mars/Olympus"}})) == "invalid_request");
+        CHECK(error_code(rec.post(c, gi + "/schedules", {{"name", "oa-x"}, {"cron", "@daily"}, {"mode", "memory"}, {"keep_last", 1},
+                                                         {"colour", "red"}})) == "unknown_field");
+        CHECK(error_code(rec.post(c, "/v1/instances/no-such-instance-oa/schedules",
+                                  {{"name", "oa-x"}, {"cron", "@daily"}, {"mode", "memory"}, {"keep_last", 1}})) == "instance_not_found");
+
+        CHECK(rec.get(c, gi + "/schedules").status == 200);
+        CHECK(rec.get(reader, oi + "/schedules").status == 200);
+        CHECK(rec.get(c, "/v1/instances/no-such-instance-oa/schedules").status == 404);
+        CHECK(rec.get(c, "/v1/schedules").status == 200);
+        CHECK(rec.get(c, "/v1/schedules?instance=" + client::escape(g.name())).status == 200);
+        auto sched_page = rec.get(c, "/v1/schedules?limit=1");
+        REQUIRE(sched_page.status == 200);
+        REQUIRE(sched_page.json()["next_cursor"].is_string());
+        CHECK(rec.get(c, "/v1/schedules?limit=1&cursor=" + client::escape(sched_page.json()["next_cursor"])).status == 200);
+        CHECK(error_code(rec.get(c, "/v1/schedules?limit=0")) == "invalid_request");
+        CHECK(rec.get(reader, "/v1/schedules/" + sched_id).status == 200);
+        CHECK(error_code(rec.get(c, "/v1/schedules/" + none)) == "schedule_not_found");
+
+        auto disabled = rec.patch(c, "/v1/schedules/" + sched_id, {{"enabled", false}});
+        REQUIRE(disabled.status == 200);
+        CHECK(disabled.json()["next_run_at"].is_null());
+        CHECK(rec.patch(c, "/v1/schedules/" + sched_id, {{"enabled", true}, {"keep_last", nullptr}, {"max_age", "7d"}}).status == 200);
+        CHECK(rec.patch(c, "/v1/schedules/" + cold_sched, {{"display_name_template", nullptr}, {"force_stop", false}}).status == 200);
+        CHECK(error_code(rec.patch(c, "/v1/schedules/" + second_id, {{"name", "oa-nightly"}})) == "schedule_exists");
+        CHECK(error_code(rec.patch(c, "/v1/schedules/" + sched_id, json::object())) == "invalid_request");
+        CHECK(error_code(rec.patch(c, "/v1/schedules/" + sched_id, {{"mode", nullptr}})) == "invalid_request");
+        CHECK(error_code(rec.patch(c, "/v1/schedules/" + none, {{"enabled", true}})) == "schedule_not_found");
+        CHECK(error_code(rec.patch(reader, "/v1/schedules/" + sched_id, {{"enabled", true}})) == "forbidden");
+        CHECK(error_code(rec.post(reader, gi + "/schedules", nightly)) == "forbidden");
+        CHECK(error_code(rec.del(reader, "/v1/schedules/" + sched_id)) == "forbidden");
+        CHECK(rec.send(c, "PUT", "/v1/schedules/" + sched_id, "{}", {}).status == 405);
+
+        CHECK(error_code(rec.del(c, "/v1/schedules/" + sched_id + "?snapshots=maybe")) == "invalid_request");
+        CHECK(rec.del(c, "/v1/schedules/" + sched_id).status == 204);
+        CHECK(error_code(rec.del(c, "/v1/schedules/" + sched_id)) == "schedule_not_found");
+        CHECK(rec.del(c, "/v1/schedules/" + second_id + "?snapshots=true").status == 204);
+        CHECK(rec.del(c, "/v1/schedules/" + cold_sched + "?snapshots=false").status == 204);
+        CHECK(rec.get(c, "/v1/schedules").json()["items"].empty());
+
+        json events = json::array();
+        std::set<std::string> types;
+        for (int i = 0; i < 60; ++i) {
+            auto e = stream.next_event(2s);
+            if (!e) break;
+            types.insert(e->type);
+            events.push_back({{"id", e->id}, {"type", e->type}, {"data", e->data}});
+        }
+        CHECK(types.count("schedule.created") == 1);
+        CHECK(types.count("schedule.updated") == 1);
+        CHECK(types.count("schedule.deleted") == 1);
+        rec.record("GET", "/v1/events", stream_head, events);
+    }
 
     // ---- the event stream, replayed from the start of this daemon's backlog
     {
