@@ -173,7 +173,7 @@ TEST_CASE("max_age deletes a schedule's snapshots once they are older", "[e2e][s
     CHECK(kept.size() <= 4);  // a minute's worth (three runs) and the one just taken
 }
 
-TEST_CASE("A schedule whose instance stays busy retries, then records missed", "[e2e][schedules]") {
+TEST_CASE("A schedule whose instance stays busy retries and then records missed", "[e2e][schedules]") {
     TestGuest g({.tag = "busy"});  // ignores ACPI: a stopped job waits its whole timeout
     g.wait_booted();
     Daemon d(fast_schedules());
@@ -302,7 +302,7 @@ TEST_CASE("A SIGKILL during a run neither runs its slot twice nor leaves a job r
     (void)killed_slot;
 }
 
-TEST_CASE("At the snapshot limit a schedule deletes its own oldest first, and fails when it cannot",
+TEST_CASE("At the snapshot limit a schedule deletes its own oldest first and fails when it cannot",
           "[e2e][schedules]") {
     TestGuest g({.tag = "limit"});
     g.wait_booted();
