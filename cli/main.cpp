@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
              "  snapvirt schedules create web1 --cron '0 2 * * *' --mode memory --keep-last 7\n"
              "  snapvirt schedules create db1 --name hourly --cron @hourly --mode stopped --force-stop --max-age 2d\n"
              "  snapvirt schedules create web1 --name office --cron '0 8-18 * * mon-fri' --timezone Europe/Berlin \\\n"
-             "      --mode memory --keep-last 24 --display-name-template '{schedule} {time}'\n");
+             "      --mode memory --keep-last 10 --display-name-template '{schedule} {time}'\n");
 
     ScheduleArgs sched_edit;
     ScheduleOptions edit_opts;
@@ -405,7 +405,7 @@ int main(int argc, char** argv) {
         return schedules_edit(c, sched_edit);
     };
     examples(c_edit,
-             "  snapvirt schedules edit web1/daily-0200 --cron '30 3 * * *' --keep-last 14\n"
+             "  snapvirt schedules edit web1/daily-0200 --cron '30 3 * * *' --keep-last 10\n"
              "  snapvirt schedules edit web1/daily-0200 --disable\n"
              "  snapvirt schedules edit 3f2a9c1e --max-age 30d --no-keep-last\n");
 

@@ -690,7 +690,7 @@ for (const lang of ['en', 'de']) {
       await dlg.getByRole('button', exact('Create')).click();
 
       // 400 with details.field "cron", cron_field "minute": the message under the cron field.
-      const cronField = dlg.locator('.field').filter({ has: byLabel(dlg, 'Cron expression') });
+      const cronField = dlg.locator('.field').filter({ has: page.locator('[aria-label="Cron expression"]') });
       const err = cronField.locator('.field-error');
       await err.waitFor({ state: 'visible', timeout: 10_000 });
       const refused = await apiCall('POST', `/v1/instances/${off}/schedules`, { name: 'x', cron: '61 2 * * *', mode: 'memory', keep_last: 7 });
