@@ -498,6 +498,12 @@ TEST_CASE("Cacheable reads are reused only while the generation stays the same",
         Page<Job> list_jobs(const JobQuery&) override { return {}; }
         Job get_job(const std::string&) override { return {}; }
         Job cancel_job(const std::string&) override { return {}; }
+        std::vector<Schedule> list_instance_schedules(const std::string&) override { return {}; }
+        Page<Schedule> list_schedules(const ScheduleQuery&) override { return {}; }
+        Schedule get_schedule(const std::string&) override { return {}; }
+        Schedule create_schedule(const std::string&, const ScheduleRequest&) override { return {}; }
+        Schedule edit_schedule(const std::string&, const ScheduleRequest&) override { return {}; }
+        void delete_schedule(const std::string&, bool) override {}
         Readiness readiness() override { return {true, ""}; }
         Host host() override { return {}; }
         std::optional<StoredResponse> find_idempotent(const std::string&) override { return std::nullopt; }
