@@ -139,6 +139,12 @@ sampler_pid=$!
 
 half=$((seconds / 2))
 sleep "$half"
+# The kill lands while a run's job is running (within 30 s), so recovery has one to end.
+for _ in $(seq 1 300); do
+  [ "$(get "/v1/jobs?state=running&limit=1" | jq '.items | length')" = 1 ] && break
+  sleep 0.1
+done
+running_at_kill=$(get "/v1/jobs?state=running&limit=10" | jq '.items | length')
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null || true
 killed_at=$(date -u +%FT%TZ)
@@ -197,5 +203,5 @@ for d in "${domains[@]}"; do
   catalog=$(get "/v1/instances/$d/snapshots" | jq -r '.items[].name' | sort | tr '\n' ' ')
   [ "$live" = "$catalog" ] || { echo "soak: $d: libvirt has [$live], the catalog [$catalog]" >&2; fail=1; }
 done
-echo "soak: ${seconds}s, SIGKILL at $killed_at; runs: $outcomes; create jobs $creates; ${summary}$([ $fail = 0 ] && echo ok || echo FAILED)"
+echo "soak: ${seconds}s, SIGKILL at $killed_at with $running_at_kill job(s) running; runs: $outcomes; create jobs $creates; ${summary}$([ $fail = 0 ] && echo ok || echo FAILED)"
 exit $fail
