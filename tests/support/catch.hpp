@@ -22,6 +22,9 @@ using Matchers::Matches;
 using Matchers::StartsWith;
 }  // namespace Catch
 
+// v2 put Approx in the global namespace too.
+using Catch::Approx;
+
 #else
 
 #include <catch2/catch.hpp>
