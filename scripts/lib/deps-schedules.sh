@@ -1,3 +1,4 @@
-# The schedule tests (tests/e2e/test_schedules.cpp, tests/stress/schedule-soak.sh) read the
-# catalog's run rows with the sqlite3 shell to prove that no slot ran twice.
+# The schedules soak (tests/stress/schedule-soak.sh, lane 12) reads the catalog's run rows with the
+# sqlite3 shell to prove that no slot ran twice (the e2e tests use SQLite's C API instead, so lane
+# 13's root needs no shell).
 TEST_PACKAGES+=(sqlite3)

@@ -4,6 +4,8 @@
 
 #include "tests/e2e/helpers.hpp"
 
+#include <sqlite3.h>
+
 #include <cstdio>
 #include <set>
 #include <thread>
@@ -59,19 +61,35 @@ std::vector<json> schedule_snapshots(const client::Client& c, const std::string&
     return out;
 }
 
-// Rows of the daemon's catalog, read with the sqlite3 shell (read-only, WAL allows it).
+// Rows of the daemon's catalog, read through SQLite's C API on a read-only connection (WAL lets
+// it read while the daemon writes); columns joined by '|', NULL as "", as the sqlite3 shell
+// prints them.
 std::vector<std::string> sql(const Daemon& d, const std::string& query) {
-    const std::string cmd = "sqlite3 -readonly '" + (d.state_dir() / "catalog.db").string() + "' \"" + query + "\"";
-    std::vector<std::string> rows;
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    char line[4096];
-    while (fgets(line, sizeof line, p)) {
-        std::string s(line);
-        while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-        rows.push_back(s);
+    const std::string path = (d.state_dir() / "catalog.db").string();
+    sqlite3* db = nullptr;
+    const int open_rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    if (open_rc != SQLITE_OK) {
+        sqlite3_close(db);
+        FAIL("cannot open " << path << ": " << sqlite3_errstr(open_rc));
     }
-    pclose(p);
+    sqlite3_busy_timeout(db, 5000);
+    std::vector<std::string> rows;
+    auto add_row = [](void* out, int n, char** values, char**) -> int {
+        std::string row;
+        for (int i = 0; i < n; ++i) {
+            if (i) row += '|';
+            if (values[i]) row += values[i];
+        }
+        static_cast<std::vector<std::string>*>(out)->push_back(std::move(row));
+        return 0;
+    };
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, query.c_str(), add_row, &rows, &err);
+    const std::string message = err ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    INFO(query << ": " << message);
+    REQUIRE(rc == SQLITE_OK);
     return rows;
 }
 
