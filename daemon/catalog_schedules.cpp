@@ -120,21 +120,8 @@ void Catalog::update_schedule(const Schedule& s) {
             "UPDATE schedules SET name = ?3, cron = ?4, timezone = ?5, mode = ?6, shutdown_timeout_s = ?7, "
             "force_stop = ?8, keep_stopped = ?9, display_name_template = ?10, keep_last = ?11, max_age = ?12, "
             "jitter_s = ?13, enabled = ?14, next_run_at = ?15, updated_at = ?17 WHERE id = ?1");
-        q.bind(1, s.id)
-            .bind(3, s.name)
-            .bind(4, s.cron)
-            .bind(5, s.timezone)
-            .bind(6, to_string(s.mode))
-            .bind(7, s.stopped.shutdown_timeout_s)
-            .bind(8, s.stopped.force_stop)
-            .bind(9, s.stopped.keep_stopped)
-            .bind(10, s.display_name_template)
-            .bind(11, s.keep_last)
-            .bind(12, s.max_age)
-            .bind(13, s.jitter_s)
-            .bind(14, s.enabled)
-            .bind(15, s.next_run_at)
-            .bind(17, s.updated_at);
+        // The same numbering as the insert: ?2 and ?16 (instance, created_at) are bound but unused.
+        bind_schedule(q, s);
         q.exec();
     });
 }
