@@ -23,11 +23,15 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::schedule_exists: return "schedule_exists";
         case ErrorCode::snapshot_limit_reached: return "snapshot_limit_reached";
         case ErrorCode::snapshot_not_ready: return "snapshot_not_ready";
+        case ErrorCode::snapshot_has_children: return "snapshot_has_children";
+        case ErrorCode::method_conflict: return "method_conflict";
         case ErrorCode::idempotency_conflict: return "idempotency_conflict";
         case ErrorCode::job_not_cancellable: return "job_not_cancellable";
         case ErrorCode::instance_not_running: return "instance_not_running";
         case ErrorCode::unsupported_disk: return "unsupported_disk";
         case ErrorCode::unsupported_firmware: return "unsupported_firmware";
+        case ErrorCode::unsupported_libvirt: return "unsupported_libvirt";
+        case ErrorCode::insufficient_storage: return "insufficient_storage";
         case ErrorCode::too_many_connections: return "too_many_connections";
         case ErrorCode::hypervisor_unavailable: return "hypervisor_unavailable";
         case ErrorCode::hypervisor_error: return "hypervisor_error";
@@ -57,11 +61,15 @@ int http_status(ErrorCode code) {
         case ErrorCode::schedule_exists:
         case ErrorCode::snapshot_limit_reached:
         case ErrorCode::snapshot_not_ready:
+        case ErrorCode::snapshot_has_children:
+        case ErrorCode::method_conflict:
         case ErrorCode::idempotency_conflict:
         case ErrorCode::job_not_cancellable: return 409;
         case ErrorCode::instance_not_running:
         case ErrorCode::unsupported_disk:
-        case ErrorCode::unsupported_firmware: return 422;
+        case ErrorCode::unsupported_firmware:
+        case ErrorCode::unsupported_libvirt: return 422;
+        case ErrorCode::insufficient_storage: return 507;
         case ErrorCode::too_many_connections:
         case ErrorCode::hypervisor_unavailable: return 503;
         case ErrorCode::hypervisor_error: return 502;

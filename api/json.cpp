@@ -187,6 +187,7 @@ void write_json(std::string& out, const Snapshot& s) {
         .str("display_name", s.display_name)
         .str("description", s.description)
         .str("mode", to_string(s.mode))
+        .str("method", to_string(s.method))
         .str("state", to_string(s.state))
         .opt_str("parent_id", s.parent_id)
         .boolean("is_current", s.is_current)

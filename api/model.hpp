@@ -28,6 +28,7 @@ using snapvirt::TimeMs;
 // Requests, validated by api/ before they reach the backend.
 struct CreateSnapshotRequest {
     SnapshotMode mode = SnapshotMode::memory;  // memory or stopped
+    MethodChoice method = MethodChoice::automatic;
     std::optional<std::string> name;
     std::optional<std::string> display_name;
     std::string description;

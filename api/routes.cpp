@@ -30,8 +30,8 @@ Response ok_json(const nlohmann::json& j, int status = 200) {
 
 CreateSnapshotRequest read_create(const Request& req) {
     const auto body = parse_json_body(req, false);
-    FieldReader f(body, {"mode", "name", "display_name", "description", "shutdown_timeout_s", "force_stop",
-                         "keep_stopped"});
+    FieldReader f(body, {"mode", "method", "name", "display_name", "description", "shutdown_timeout_s",
+                         "force_stop", "keep_stopped"});
     CreateSnapshotRequest r;
     // A snapshot is taken with or without RAM; the third mode only describes what libvirt holds.
     const std::string choices = std::string("\"") + to_string(SnapshotMode::memory) + "\" or \"" +
@@ -43,6 +43,13 @@ CreateSnapshotRequest read_create(const Request& req) {
     if (!mode || *mode == SnapshotMode::other)
         throw ApiError(ErrorCode::invalid_request, "The field 'mode' must be " + choices + ".", {{"field", "mode"}});
     r.mode = *mode;
+    if (const auto method_text = f.string("method")) {
+        const auto method = parse<MethodChoice>(*method_text);
+        if (!method)
+            throw ApiError(ErrorCode::invalid_request,
+                           "The field 'method' must be " + joined<MethodChoice>(true) + ".", {{"field", "method"}});
+        r.method = *method;
+    }
     r.name = f.string("name");
     if (r.name) check_snapshot_name("name", *r.name);
     r.display_name = f.string("display_name");

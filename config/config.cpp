@@ -142,6 +142,12 @@ const std::map<std::string, std::map<std::string, Setter>>& schema() {
                   c.snapshots.shutdown_timeout_s = get_int(n, k, SnapshotConfig::shutdown_timeout_min_s,
                                                            SnapshotConfig::shutdown_timeout_max_s);
               }},
+             {"external_dir",
+              [](Config& c, const toml::node& n, const std::string& k) { c.snapshots.external_dir = get_string(n, k); }},
+             {"external_headroom_mib",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.snapshots.external_headroom_mib = get_int(n, k, 0, 1'048'576);
+              }},
          }},
         {"jobs",
          {

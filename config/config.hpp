@@ -63,6 +63,11 @@ struct SnapshotConfig {
     // The range a shutdown timeout may take, in this file and in a create request.
     static constexpr unsigned shutdown_timeout_min_s = 1;
     static constexpr unsigned shutdown_timeout_max_s = 86400;
+    // External snapshots' files where they cannot go next to the disk (block devices, a
+    // directory snapvirtd may not write): {external_dir}/{instance uuid}/. Empty: {state dir}/external.
+    std::string external_dir;
+    // Free space an external snapshot needs beyond its memory state: this much per overlay.
+    unsigned external_headroom_mib = 256;
 };
 
 struct JobConfig {

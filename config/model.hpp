@@ -44,6 +44,7 @@ struct Snapshot {
     std::string display_name;
     std::string description;
     SnapshotMode mode = SnapshotMode::other;
+    SnapshotMethod method = SnapshotMethod::internal;
     SnapshotState state = SnapshotState::creating;
     std::optional<std::string> parent_id;
     bool is_current = false;
@@ -53,6 +54,9 @@ struct Snapshot {
     std::string origin = "api";      // api discovered
     std::optional<std::string> schedule_id;  // the schedule whose run took it
     std::optional<ErrorInfo> error;
+    // External snapshots: the files snapvirt named for it (memory state, overlays, the NVRAM
+    // copy). Not part of the API; kept so that no file is lost or orphaned.
+    std::vector<std::string> files;
 };
 
 // The options of a snapshot as a request or a schedule gives them.

@@ -18,9 +18,12 @@ namespace snapvirt {
 // something snapvirt did not make and cannot classify (found in libvirt).
 enum class SnapshotMode { memory, stopped, other };
 
-// Where libvirt keeps a snapshot: inside the qcow2 images, or in files of its own (the
-// external-snapshot issue). Today every snapshot snapvirt makes is internal; not in the API yet.
+// Where libvirt keeps a snapshot: inside the qcow2 images (internal), or in files of its own —
+// an overlay per disk and a memory state file (external). docs/api.md, "Snapshot methods".
 enum class SnapshotMethod { internal, external };
+
+// What a create asks for: a method, or auto (snapvirt picks by the rules of docs/api.md).
+enum class MethodChoice { automatic, internal, external };
 
 enum class SnapshotState { creating, ready, reverting, deleting, error, missing };
 
@@ -63,6 +66,10 @@ struct Words<SnapshotMode> {
 template <>
 struct Words<SnapshotMethod> {
     static constexpr std::array<const char*, 2> names{"internal", "external"};
+};
+template <>
+struct Words<MethodChoice> {
+    static constexpr std::array<const char*, 3> names{"auto", "internal", "external"};
 };
 template <>
 struct Words<SnapshotState> {

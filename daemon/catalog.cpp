@@ -134,6 +134,12 @@ CREATE INDEX schedule_runs_outcome ON schedule_runs(outcome);
 ALTER TABLE snapshots ADD COLUMN schedule_id TEXT;
 CREATE INDEX snapshots_schedule ON snapshots(schedule_id, created_at, seq);
 )sql",
+    // 2 -> 3: external snapshots. Every snapshot before them was internal; files lists (as a JSON
+    // array) the files snapvirt named for an external one.
+    R"sql(
+ALTER TABLE snapshots ADD COLUMN method TEXT NOT NULL DEFAULT 'internal';
+ALTER TABLE snapshots ADD COLUMN files TEXT;
+)sql",
 };
 static_assert(std::size(migrations) == Catalog::schema_version);
 

@@ -44,7 +44,7 @@ struct TokenRow {
 
 class Catalog {
 public:
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
     // Opens (creating and migrating as needed) `dir`/catalog.db.
     explicit Catalog(const std::filesystem::path& dir);

@@ -5,6 +5,8 @@
 #include "config/text.hpp"
 #include "daemon/catalog_access.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
 #include <map>
 
@@ -15,8 +17,27 @@ namespace snapvirt::daemon {
 const std::string snapshot_columns =
     "s.id, s.instance_uuid, COALESCE(i.name, ''), s.name, s.display_name, s.description, s.mode, s.state, "
     "s.parent_id, s.is_current, s.created_at, s.size_bytes, s.guest_paused_ms, s.origin, s.error_code, "
-    "s.error_message, s.seq, s.schedule_id";
+    "s.error_message, s.seq, s.schedule_id, s.method, s.files";
 const std::string snapshot_from = " FROM snapshots s LEFT JOIN instances i ON i.uuid = s.instance_uuid ";
+
+namespace {
+
+// A snapshot's files as a JSON array of paths (null when it has none).
+std::optional<std::string> files_text(const std::vector<std::string>& files) {
+    if (files.empty()) return std::nullopt;
+    return nlohmann::json(files).dump();
+}
+
+std::vector<std::string> files_from_text(const std::string& text) {
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    std::vector<std::string> out;
+    if (j.is_array())
+        for (const auto& f : j)
+            if (f.is_string()) out.push_back(f.get<std::string>());
+    return out;
+}
+
+}  // namespace
 
 Snapshot read_snapshot(const sql::Query& q) {
     Snapshot s;
@@ -36,6 +57,8 @@ Snapshot read_snapshot(const sql::Query& q) {
     s.origin = q.text(13);
     if (auto code = q.opt_text(14)) s.error = ErrorInfo{*code, q.text(15)};
     s.schedule_id = q.opt_text(17);  // after seq (16), which read_page reads by position
+    s.method = word(q, 18, SnapshotMethod::internal);
+    if (auto files = q.opt_text(19)) s.files = files_from_text(*files);
     return s;
 }
 
@@ -109,7 +132,9 @@ void bind_snapshot(sql::Query& q, const Snapshot& s) {
         .bind(10, s.created_at)
         .bind(11, s.size_bytes)
         .bind(12, s.guest_paused_ms)
-        .bind(13, s.origin);
+        .bind(13, s.origin)
+        .bind(17, to_string(s.method))
+        .bind(18, files_text(s.files));
     if (s.error)
         q.bind(14, s.error->code).bind(15, s.error->message);
     else
@@ -121,8 +146,8 @@ void Catalog::insert_snapshot(const Snapshot& s) {
     write([&](sql::Database& db) {
         auto q = db.query(
             "INSERT INTO snapshots (id, instance_uuid, name, display_name, description, mode, state, parent_id, "
-            "is_current, created_at, size_bytes, guest_paused_ms, origin, error_code, error_message, schedule_id) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+            "is_current, created_at, size_bytes, guest_paused_ms, origin, error_code, error_message, schedule_id, "
+            "method, files) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
         bind_snapshot(q, s);
         q.bind(16, s.schedule_id);
         q.exec();
@@ -136,7 +161,7 @@ void Catalog::update_snapshot(const Snapshot& s) {
         auto q = db.query(
             "UPDATE snapshots SET instance_uuid = ?2, name = ?3, display_name = ?4, description = ?5, mode = ?6, "
             "state = ?7, parent_id = ?8, is_current = ?9, created_at = ?10, size_bytes = ?11, guest_paused_ms = ?12, "
-            "origin = ?13, error_code = ?14, error_message = ?15 WHERE id = ?1");
+            "origin = ?13, error_code = ?14, error_message = ?15, method = ?17, files = ?18 WHERE id = ?1");
         bind_snapshot(q, s);
         q.exec();
     });

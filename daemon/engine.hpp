@@ -119,7 +119,8 @@ private:
     // Requests (engine_requests.cpp).
     api::CreateSnapshotResult submit_create(const std::string& instance, const api::CreateSnapshotRequest& request);
     void record_run(const std::string& schedule_id, TimeMs slot, const Job& job);
-    void check_snapshottable(const hv::DomainInfo& dom);
+    std::optional<SnapshotMethod> existing_method(const std::string& instance_uuid);
+    hv::Version libvirt_version();
     std::string choose_name(const hv::DomainInfo& dom, const std::optional<std::string>& requested);
     JobRecord new_job(JobKind kind, const InstanceRef& instance, const std::string& snapshot_id,
                       const nlohmann::json& params);

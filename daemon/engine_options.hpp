@@ -14,6 +14,8 @@ struct EngineOptions {
     unsigned workers = config::JobConfig{}.workers;
     unsigned max_snapshots_per_instance = config::SnapshotConfig{}.max_snapshots_per_instance;  // 0 = unlimited
     unsigned shutdown_timeout_s = config::SnapshotConfig{}.shutdown_timeout_s;
+    std::string external_dir;  // where external snapshot files go that cannot sit next to a disk
+    unsigned external_headroom_mib = config::SnapshotConfig{}.external_headroom_mib;
     std::chrono::seconds reconcile_interval = config::Config{}.reconcile_interval;
     unsigned history_days = config::JobConfig{}.history_days;
     std::chrono::milliseconds poll_interval{200};

@@ -4,6 +4,8 @@
 #include "daemon/engine.hpp"
 
 #include "config/text.hpp"
+#include "daemon/external_files.hpp"
+#include "daemon/snapshot_method.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -64,22 +66,25 @@ api::CreateSnapshotResult Engine::create_snapshot(const std::string& instance,
     return translating_errors([&] { return submit_create(instance, request); });
 }
 
-// Internal snapshots need every writable disk in qcow2 and no pflash firmware.
-void Engine::check_snapshottable(const hv::DomainInfo& dom) {
-    const hv::DomainConfig cfg = hv_.domain_config(dom.uuid);
-    if (cfg.pflash_firmware)
-        throw ApiError(ErrorCode::unsupported_firmware,
-                       "Instance " + in_quotes(dom.name) +
-                           " boots UEFI firmware from pflash, which libvirt 9.0 cannot include in internal snapshots.");
-    for (const auto& d : cfg.disks) {
-        if (d.device != "disk" || d.readonly || d.excluded) continue;
-        if (d.format != "qcow2")
-            throw ApiError(ErrorCode::unsupported_disk,
-                           "Disk " + in_quotes(d.target) + " of instance " + in_quotes(dom.name) + " is " +
-                               (d.format.empty() ? std::string("of unknown format") : d.format) +
-                               "; internal snapshots need every disk in qcow2 format.",
-                           {{"disk", d.target}, {"format", d.format}, {"source", d.source}});
+// The method of the instance's snapshots, as the rules of snapshot_method.hpp see it: the
+// current snapshot's where the methods are mixed (a tree made partly outside snapvirt).
+std::optional<SnapshotMethod> Engine::existing_method(const std::string& instance_uuid) {
+    std::optional<SnapshotMethod> found;
+    bool mixed = false;
+    std::optional<SnapshotMethod> current;
+    for (const auto& s : catalog_.instance_snapshots(instance_uuid)) {
+        if (found && *found != s.method) mixed = true;
+        if (!found) found = s.method;
+        if (s.is_current) current = s.method;
     }
+    return mixed && current ? current : found;
+}
+
+hv::Version Engine::libvirt_version() {
+    if (auto facts = host_facts_.facts()) return facts->libvirt;
+    hv::HostFacts facts = hv_.host_facts();
+    host_facts_.store(facts);
+    return facts.libvirt;
 }
 
 // The requested name if it is free; otherwise the instance's name and the time, made unique.
@@ -138,7 +143,20 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
                        "Instance " + in_quotes(dom->name) + " is " + hv::to_string(dom->state) +
                            "; a snapshot with RAM needs it running. Take a stopped snapshot instead.",
                        {{"state", hv::to_string(dom->state)}});
-    check_snapshottable(*dom);
+    MethodFacts facts;
+    facts.instance = dom->name;
+    facts.requested = request.method;
+    facts.config = hv_.domain_config(dom->uuid);
+    facts.libvirt = libvirt_version();
+    facts.existing = existing_method(dom->uuid);
+    const SnapshotMethod method = choose_method(facts);
+    const std::string snapshot_id = new_uuid();
+    ExternalPlan plan;
+    if (method == SnapshotMethod::external) {
+        plan = plan_external_files(facts.config, dom->uuid, snapshot_id, request.mode, opts_.external_dir);
+        check_free_space(plan, facts.config.nvram, dom->memory_mib * 1024 * 1024,
+                         std::uint64_t{opts_.external_headroom_mib} * 1024 * 1024);
+    }
 
     Snapshot snap;
     auto prepare = [&] {
@@ -154,12 +172,14 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
         const std::string name = choose_name(*dom, request.name);
         const std::string display_name = request.display_name.value_or(name);
         if (catalog_.display_name_taken(dom->uuid, display_name)) display_name_taken(dom->name, display_name);
-        snap.id = new_uuid();
+        snap.id = snapshot_id;
         snap.instance = {dom->uuid, dom->name};
         snap.name = name;
         snap.display_name = display_name;
         snap.description = request.description;
         snap.mode = request.mode;  // decided here, carried by the snapshot's row
+        snap.method = method;
+        snap.files = plan.files();
         snap.state = SnapshotState::creating;
         // libvirt makes a new snapshot the child of the current one; reconciliation confirms it.
         if (auto inst = catalog_.instance(dom->uuid)) snap.parent_id = inst->current_snapshot_id;
@@ -170,6 +190,12 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
         if (request.schedule_id) {
             params["schedule_id"] = *request.schedule_id;
             params["schedule_slot"] = *request.schedule_slot;
+        }
+        if (method == SnapshotMethod::external) {
+            params["memory_file"] = plan.memory_file;
+            params["overlays"] = plan.overlays;
+            params["nvram"] = facts.config.nvram;
+            params["nvram_copy"] = plan.nvram_copy;
         }
         if (request.mode == SnapshotMode::stopped) {
             params["shutdown_timeout_s"] = request.shutdown_timeout_s.value_or(opts_.shutdown_timeout_s);
@@ -193,8 +219,8 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
         }
     };
     const Job job = queue_.admit(dom->uuid, dom->name, prepare, announce);
-    spdlog::info("job={} create {} snapshot {} of instance {} queued.", job.id, to_string(request.mode),
-                 in_quotes(snap.name), in_quotes(dom->name));
+    spdlog::info("job={} create {} {} snapshot {} of instance {} queued.", job.id, to_string(request.mode),
+                 to_string(method), in_quotes(snap.name), in_quotes(dom->name));
     return {job, snap};
 }
 
@@ -278,6 +304,9 @@ api::Job Engine::delete_snapshot(const std::string& id, bool children) {
                                "; delete it afterwards.",
                            {{"state", to_string(snap.state)}});
         if (snap.state != SnapshotState::missing) require_connected();
+        if (!children && snap.state != SnapshotState::missing)
+            if (auto refusal = external_delete_obstacle(snap, catalog_.instance_snapshots(snap.instance.uuid)))
+                throw *refusal;
         targets = children ? catalog_.subtree(snap) : std::vector<Snapshot>{snap};
         json previous = json::object();
         for (const auto& t : targets) previous[t.id] = to_string(t.state);

@@ -35,12 +35,17 @@ api::Host HostFactsCache::view(bool stale) const {
     }
     h.snapvirt_version = SNAPVIRT_VERSION;
     h.stale = stale;
-    // What snapvirt takes today: internal snapshots, of running guests with their memory or of
-    // stopped ones. External snapshots join `methods` when the external-snapshot work lands.
+    // Internal snapshots everywhere; external ones where libvirt can also revert them.
     h.capabilities.modes = {SnapshotMode::memory, SnapshotMode::stopped};
     h.capabilities.methods = {SnapshotMethod::internal};
+    if (facts && facts->can_revert_external()) h.capabilities.methods.push_back(SnapshotMethod::external);
     h.capabilities.external_revert = facts && facts->can_revert_external();
     return h;
+}
+
+std::optional<hv::HostFacts> HostFactsCache::facts() const {
+    std::lock_guard lock(mu_);
+    return facts_;
 }
 
 }  // namespace snapvirt::daemon

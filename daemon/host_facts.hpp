@@ -18,6 +18,8 @@ public:
     void store(hv::HostFacts facts);
     // What the API answers; `stale`: libvirt is unreachable now, the facts are the last seen.
     api::Host view(bool stale) const;
+    // The last facts read, if any.
+    std::optional<hv::HostFacts> facts() const;
 
 private:
     mutable std::mutex mu_;

@@ -160,6 +160,9 @@ daemon::EngineOptions engine_options(const config::Config& cfg, daemon::Notifier
     eopts.workers = cfg.jobs.workers;
     eopts.max_snapshots_per_instance = cfg.snapshots.max_snapshots_per_instance;
     eopts.shutdown_timeout_s = cfg.snapshots.shutdown_timeout_s;
+    eopts.external_dir = cfg.snapshots.external_dir.empty() ? (cfg.state_dir / "external").string()
+                                                            : cfg.snapshots.external_dir;
+    eopts.external_headroom_mib = cfg.snapshots.external_headroom_mib;
     eopts.reconcile_interval = cfg.reconcile_interval;
     eopts.history_days = cfg.jobs.history_days;
     eopts.schedules = cfg.schedules;

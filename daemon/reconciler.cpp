@@ -43,6 +43,7 @@ std::vector<Snapshot> import_unknown(const hv::DomainInfo& dom, const std::vecto
         s.display_name = display;
         s.description = l.description;
         s.mode = l.mode;
+        s.method = l.method;
         s.state = SnapshotState::ready;
         s.created_at = l.creation_time * 1000;
         s.origin = "discovered";

@@ -23,14 +23,6 @@ public:
     virtual void on_lifecycle(const LifecycleEvent& event) = 0;
 };
 
-struct SnapshotSpec {
-    std::string name;
-    std::string description;
-    std::string display_name;   // stored in snapvirt's metadata when it differs from the name
-    SnapshotMode mode = SnapshotMode::stopped;  // memory: a running domain's full-system snapshot
-    SnapshotMethod method = SnapshotMethod::internal;
-};
-
 struct RevertSpec {
     RevertStart start = RevertStart::automatic;
     bool force = false;

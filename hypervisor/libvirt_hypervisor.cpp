@@ -179,8 +179,13 @@ SnapshotPtr lookup_snapshot(virDomainPtr dom, const std::string& name) {
 
 void do_create_snapshot(virConnectPtr conn, const std::string& uuid, const SnapshotSpec& spec) {
     DomainPtr dom = lookup(conn, uuid);
-    const std::string doc = xml::build_snapshot(spec.name, spec.description, spec.mode, spec.method);
-    SnapshotPtr snap(virDomainSnapshotCreateXML(dom.get(), doc.c_str(), VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC));
+    const std::string doc = xml::build_snapshot(spec);
+    unsigned flags = VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+    if (spec.method == SnapshotMethod::external) {
+        // Memory: the guest runs on while its RAM is written (LIVE). Stopped: the disks only.
+        flags |= spec.mode == SnapshotMode::memory ? VIR_DOMAIN_SNAPSHOT_CREATE_LIVE : VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY;
+    }
+    SnapshotPtr snap(virDomainSnapshotCreateXML(dom.get(), doc.c_str(), flags));
     if (!snap) throw Error::from_last("Creating snapshot '" + spec.name + "' failed");
 }
 
@@ -336,7 +341,17 @@ public:
             DomainPtr dom = lookup(c, uuid);
             std::string doc = take_string(virDomainGetXMLDesc(dom.get(), 0));
             if (doc.empty()) throw Error::from_last("Reading the definition of domain '" + uuid + "' failed");
-            return xml::parse_domain(doc);
+            DomainConfig cfg = xml::parse_domain(doc);
+            // A running domain's next start uses its persistent definition: its files count too.
+            if (virDomainIsActive(dom.get()) == 1 && virDomainIsPersistent(dom.get()) == 1) {
+                const std::string inactive = take_string(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
+                if (!inactive.empty()) {
+                    DomainConfig next = xml::parse_domain(inactive);
+                    cfg.files.insert(cfg.files.end(), next.files.begin(), next.files.end());
+                }
+            }
+            virResetLastError();
+            return cfg;
         });
     }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace snapvirt::hv {
@@ -41,6 +42,9 @@ struct DiskInfo {
 struct DomainConfig {
     std::vector<DiskInfo> disks;
     bool pflash_firmware = false;
+    std::string nvram;      // the NVRAM file of a UEFI guest, if it has one
+    // Every file the definition names for its disks, their backing chains and the NVRAM.
+    std::vector<std::string> files;
 };
 
 // A libvirt snapshot, as its XML describes it.
@@ -51,10 +55,27 @@ struct SnapshotInfo {
     std::optional<std::string> parent;
     std::int64_t creation_time = 0;             // Unix seconds
     std::string state;                          // libvirt's: running, paused, shutoff, disk-snapshot, ...
-    bool has_memory = false;                    // <memory snapshot='internal'/>
+    bool has_memory = false;                    // <memory snapshot='internal'/> or 'external'
     bool all_disks_internal = true;             // no external disk snapshots
     SnapshotMode mode = SnapshotMode::other;    // what the above make of it, decided once
+    SnapshotMethod method = SnapshotMethod::internal;  // external: a memory file or any overlay
+    std::string memory_file;                    // external memory state
+    std::vector<std::string> overlays;          // external disks' new files
+    std::vector<std::string> files;             // every file it names (the above, its domain's disks)
     bool is_current = false;
+};
+
+// What to take: the snapshot's name and text, its mode and method.
+struct SnapshotSpec {
+    std::string name;
+    std::string description;
+    std::string display_name;   // stored in snapvirt's metadata when it differs from the name
+    SnapshotMode mode = SnapshotMode::stopped;  // memory: a running domain's full-system snapshot
+    SnapshotMethod method = SnapshotMethod::internal;
+    // External only: where libvirt writes the memory state (memory mode) and each writable
+    // disk's overlay (by target, e.g. "vda"). Disks not named are left out of the snapshot.
+    std::string memory_file;
+    std::vector<std::pair<std::string, std::string>> overlays;
 };
 
 enum class RevertStart { automatic, running, paused };

@@ -91,17 +91,36 @@ void check(int rc) {
 
 }  // namespace
 
-std::string build_snapshot(const std::string& name, const std::string& description, SnapshotMode mode,
-                           SnapshotMethod method) {
+std::string build_snapshot(const SnapshotSpec& spec) {
     std::unique_ptr<xmlBuffer, BufferFree> buf(xmlBufferCreate());
     std::unique_ptr<xmlTextWriter, WriterFree> w(xmlNewTextWriterMemory(buf.get(), 0));
     if (!buf || !w) throw std::bad_alloc();
+    const bool external = spec.method == SnapshotMethod::external;
     check(xmlTextWriterStartElement(w.get(), x("domainsnapshot")));
-    check(xmlTextWriterWriteElement(w.get(), x("name"), x(name.c_str())));
-    if (!description.empty()) check(xmlTextWriterWriteElement(w.get(), x("description"), x(description.c_str())));
-    if (mode == SnapshotMode::memory) {
+    check(xmlTextWriterWriteElement(w.get(), x("name"), x(spec.name.c_str())));
+    if (!spec.description.empty())
+        check(xmlTextWriterWriteElement(w.get(), x("description"), x(spec.description.c_str())));
+    if (spec.mode == SnapshotMode::memory) {
         check(xmlTextWriterStartElement(w.get(), x("memory")));
-        check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x(to_string(method))));
+        check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x(to_string(spec.method))));
+        if (external) check(xmlTextWriterWriteAttribute(w.get(), x("file"), x(spec.memory_file.c_str())));
+        check(xmlTextWriterEndElement(w.get()));
+    }
+    if (external) {
+        check(xmlTextWriterStartElement(w.get(), x("disks")));
+        for (const auto& [target, overlay] : spec.overlays) {
+            check(xmlTextWriterStartElement(w.get(), x("disk")));
+            check(xmlTextWriterWriteAttribute(w.get(), x("name"), x(target.c_str())));
+            check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x(to_string(SnapshotMethod::external))));
+            check(xmlTextWriterWriteAttribute(w.get(), x("type"), x("file")));
+            check(xmlTextWriterStartElement(w.get(), x("driver")));
+            check(xmlTextWriterWriteAttribute(w.get(), x("type"), x("qcow2")));
+            check(xmlTextWriterEndElement(w.get()));
+            check(xmlTextWriterStartElement(w.get(), x("source")));
+            check(xmlTextWriterWriteAttribute(w.get(), x("file"), x(overlay.c_str())));
+            check(xmlTextWriterEndElement(w.get()));
+            check(xmlTextWriterEndElement(w.get()));
+        }
         check(xmlTextWriterEndElement(w.get()));
     }
     check(xmlTextWriterEndElement(w.get()));
@@ -120,18 +139,43 @@ SnapshotInfo parse_snapshot(const std::string& text) {
     s.state = q.text("/domainsnapshot/state").value_or("");
     if (auto t = q.text("/domainsnapshot/creationTime")) s.creation_time = std::strtoll(t->c_str(), nullptr, 10);
     const std::string internal = to_string(SnapshotMethod::internal);
-    if (xmlNodePtr mem = q.node("/domainsnapshot/memory")) s.has_memory = Query::attr(mem, "snapshot") == internal;
+    const std::string external = to_string(SnapshotMethod::external);
+    if (xmlNodePtr mem = q.node("/domainsnapshot/memory")) {
+        const std::string kind = Query::attr(mem, "snapshot");
+        s.has_memory = kind == internal || kind == external;
+        if (kind == external) {
+            s.method = SnapshotMethod::external;
+            s.memory_file = Query::attr(mem, "file");
+        }
+    }
     for (xmlNodePtr disk : q.nodes("/domainsnapshot/disks/disk")) {
         const std::string kind = Query::attr(disk, "snapshot");
-        if (kind == to_string(SnapshotMethod::external) || kind == "manual") s.all_disks_internal = false;
+        if (kind == external || kind == "manual") s.all_disks_internal = false;
+        if (kind != external) continue;
+        s.method = SnapshotMethod::external;
+        if (xmlNodePtr src = q.node("source", disk)) {
+            std::string file = Query::attr(src, "file");
+            if (file.empty()) file = Query::attr(src, "dev");
+            if (!file.empty()) s.overlays.push_back(std::move(file));
+        }
     }
     // The snapshot's state is libvirt's word for the domain's state when it was taken.
     const bool guest_ran = s.state == to_string(DomainState::running) || s.state == to_string(DomainState::paused);
     if (s.has_memory && guest_ran)
         s.mode = SnapshotMode::memory;
-    else if (s.state == to_string(DomainState::shutoff) && !s.has_memory && s.all_disks_internal)
+    else if (s.state == to_string(DomainState::shutoff) && !s.has_memory &&
+             (s.all_disks_internal || s.method == SnapshotMethod::external))
         s.mode = SnapshotMode::stopped;
     s.display_name = q.text("/domainsnapshot/domain/metadata/sv:snapshot/sv:display-name");
+    s.files = s.overlays;
+    if (!s.memory_file.empty()) s.files.push_back(s.memory_file);
+    for (xmlNodePtr src : q.nodes("/domainsnapshot/domain/devices/disk//source")) {
+        for (const char* a : {"file", "dev"}) {
+            std::string f = Query::attr(src, a);
+            if (!f.empty()) s.files.push_back(std::move(f));
+        }
+    }
+    if (auto nvram = q.text("/domainsnapshot/domain/os/nvram")) s.files.push_back(*nvram);
     return s;
 }
 
@@ -157,6 +201,14 @@ DomainConfig parse_domain(const std::string& text) {
         cfg.disks.push_back(std::move(d));
     }
     if (xmlNodePtr loader = q.node("/domain/os/loader")) cfg.pflash_firmware = Query::attr(loader, "type") == "pflash";
+    cfg.nvram = q.text("/domain/os/nvram").value_or("");
+    for (xmlNodePtr src : q.nodes("/domain/devices/disk//source")) {
+        for (const char* a : {"file", "dev"}) {
+            std::string f = Query::attr(src, a);
+            if (!f.empty()) cfg.files.push_back(std::move(f));
+        }
+    }
+    if (!cfg.nvram.empty()) cfg.files.push_back(cfg.nvram);
     if (xmlNodePtr os = q.node("/domain/os"); os && Query::attr(os, "firmware") == "efi") cfg.pflash_firmware = true;
     return cfg;
 }

@@ -11,9 +11,9 @@ namespace snapvirt::hv::xml {
 // snapvirt's namespace in a snapshot's <domain><metadata>.
 inline constexpr const char* metadata_ns = "https://snapvirt.dev/xmlns/snapshot/1";
 
-// A <domainsnapshot> for virDomainSnapshotCreateXML: with the guest's RAM for mode memory.
-std::string build_snapshot(const std::string& name, const std::string& description, SnapshotMode mode,
-                           SnapshotMethod method = SnapshotMethod::internal);
+// A <domainsnapshot> for virDomainSnapshotCreateXML: with the guest's RAM for mode memory;
+// for the external method with the memory file and each disk's overlay the spec names.
+std::string build_snapshot(const SnapshotSpec& spec);
 SnapshotInfo parse_snapshot(const std::string& xml);
 DomainConfig parse_domain(const std::string& xml);
 

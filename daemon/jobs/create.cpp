@@ -4,11 +4,13 @@
 #include "daemon/jobs/job.hpp"
 
 #include "config/text.hpp"
+#include "daemon/external_files.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <thread>
 
 namespace snapvirt::daemon {
@@ -32,6 +34,8 @@ public:
         spec.description = snap.description;
         spec.display_name = snap.display_name;
         spec.mode = snap.mode;
+        spec.method = snap.method;
+        if (snap.method == SnapshotMethod::external) prepare_external(spec);
         mode_ = snap.mode;
         created_name_ = snap.name;
         guest_was_ = before.state;
@@ -41,6 +45,7 @@ public:
             create_stopped(snap, spec, before);
 
         ctx_.phase(JobPhase::finishing);
+        if (snap.method == SnapshotMethod::external) snap.size_bytes = allocated_bytes(snap.files);
         if (write_metadata_) {
             try {
                 s_.hv.set_snapshot_metadata(uuid_, spec.name, spec.description, spec.display_name);
@@ -79,6 +84,12 @@ public:
             spdlog::warn("job={} could not undo everything: {}", ctx_.job().id, err.what());
         }
         if (auto s = s_.catalog.snapshot(ctx_.job().snapshot_id.value_or(""))) {
+            try {
+                remove_unused_files(s_, uuid_, s->files);
+            } catch (const hv::Error& err) {
+                spdlog::warn("job={} could not check which of the snapshot's files are unused: {}", ctx_.job().id,
+                             err.what());
+            }
             s_.catalog.delete_snapshot(s->id);
             s_.sink.snapshot_deleted(*s);
         }
@@ -89,6 +100,28 @@ public:
     void succeeded(double seconds) override { s_.metrics.create_took(mode_, seconds); }
 
 private:
+    // The external snapshot's files as the request planned them; their directories made.
+    void prepare_external(hv::SnapshotSpec& spec) {
+        const json& p = ctx_.params();
+        spec.memory_file = p.value("memory_file", "");
+        for (const auto& o : p.value("overlays", json::array()))
+            spec.overlays.emplace_back(o.at(0).get<std::string>(), o.at(1).get<std::string>());
+        nvram_ = p.value("nvram", "");
+        nvram_copy_ = p.value("nvram_copy", "");
+        ExternalPlan plan;
+        plan.memory_file = spec.memory_file;
+        plan.overlays = spec.overlays;
+        plan.nvram_copy = nvram_copy_;
+        make_directories(plan);
+    }
+
+    // A UEFI guest's NVRAM at the snapshot's moment, kept beside the snapshot (libvirt does
+    // not put it back on every revert; docs/api.md, "Snapshot methods").
+    void copy_nvram() {
+        if (nvram_.empty() || nvram_copy_.empty()) return;
+        std::filesystem::copy_file(nvram_, nvram_copy_, std::filesystem::copy_options::overwrite_existing);
+    }
+
     json intent_of(const char* step, const Snapshot& snap) const {
         return {{"step", step}, {"snapshot", snap.name}, {"guest_was", hv::to_string(guest_was_)}};
     }
@@ -129,6 +162,7 @@ private:
             s_.pauses.paused_ms(uuid_, std::chrono::milliseconds(0));
             throw;
         }
+        copy_nvram();
         const auto call_ms = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
         auto paused = s_.pauses.paused_ms(uuid_, was_paused ? std::chrono::milliseconds(0) : std::chrono::seconds(3));
@@ -197,6 +231,7 @@ private:
         ctx_.phase(JobPhase::snapshotting);
         decide_metadata_write(spec);
         ctx_.lane().create_snapshot(uuid_, spec);
+        copy_nvram();
         s_.test_delay(std::string(to_string(JobPhase::snapshotting)) + ".after");
 
         if (restart) {
@@ -221,6 +256,8 @@ private:
     bool restart_ = false;
     bool restart_paused_ = false;
     bool restarted_ = false;
+    std::string nvram_;
+    std::string nvram_copy_;
 };
 
 std::unique_ptr<JobRun> start(JobContext& ctx) { return std::make_unique<CreateRun>(ctx); }
@@ -265,6 +302,16 @@ Recovery recover(RecoveryContext& r) {
     if (r.started && r.domain && !name.empty() && r.in_libvirt(name)) {
         if (r.snapshot) {
             r.snapshot->state = SnapshotState::ready;
+            if (r.snapshot->method == SnapshotMethod::external) {
+                // The NVRAM copy is made right after libvirt's create; a guest still off since
+                // then has the NVRAM of the snapshot's moment.
+                const std::string nvram = r.param("nvram", ""), copy = r.param("nvram_copy", "");
+                std::error_code ec;
+                if (!nvram.empty() && !copy.empty() && !std::filesystem::exists(copy, ec) &&
+                    r.domain->state == hv::DomainState::shutoff)
+                    std::filesystem::copy_file(nvram, copy, ec);
+                r.snapshot->size_bytes = allocated_bytes(r.snapshot->files);
+            }
             try {
                 s.hv.set_snapshot_metadata(r.job.instance.uuid, name, r.snapshot->description,
                                            r.param("display_name", name));
@@ -277,6 +324,7 @@ Recovery recover(RecoveryContext& r) {
         out.note = "libvirt had completed the snapshot";
     } else {
         if (r.snapshot) {
+            remove_unused_files(s, r.job.instance.uuid, r.snapshot->files);
             s.catalog.delete_snapshot(r.snapshot->id);
             s.sink.snapshot_deleted(*r.snapshot);
         }

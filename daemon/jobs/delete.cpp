@@ -3,6 +3,10 @@
 
 #include "daemon/jobs/job.hpp"
 
+#include "config/text.hpp"
+
+#include <spdlog/spdlog.h>
+
 #include <array>
 
 namespace snapvirt::daemon {
@@ -42,6 +46,10 @@ public:
                 if (it->id != root.id && was(it->id) != missing) delete_in_libvirt(it->name, false);
         }
         s_.test_delay(std::string(to_string(JobPhase::deleting)) + ".after");
+        std::vector<std::string> files;
+        for (const auto& t : targets) files.insert(files.end(), t.files.begin(), t.files.end());
+        for (const auto& f : remove_unused_files(s_, uuid_, files))
+            spdlog::info("job={} keeps {}: a disk chain or another snapshot still uses it.", ctx_.job().id, in_quotes(f));
         s_.catalog.write_transaction([&] {
             if (!children) {
                 for (auto s : s_.catalog.instance_snapshots(uuid_)) {
@@ -130,6 +138,7 @@ Recovery recover(RecoveryContext& r) {
         auto snap = s.catalog.snapshot(id);
         if (!snap) continue;
         if (r.started && (!r.domain || !r.in_libvirt(snap->name))) {
+            remove_unused_files(s, r.job.instance.uuid, snap->files);
             s.catalog.delete_snapshot(snap->id);
             s.sink.snapshot_deleted(*snap);
             if (snap->id == r.job.snapshot_id) root_gone = true;

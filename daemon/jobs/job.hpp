@@ -141,6 +141,12 @@ struct JobKindEntry {
     Recovery (*recover)(RecoveryContext& ctx);
 };
 
+// Removes those of an external snapshot's `files` that exist and that neither the domain's
+// definition nor any of its snapshots in libvirt names: a file a chain still uses is never
+// deleted. Returns the files kept because something names them (jobs/external.cpp).
+std::vector<std::string> remove_unused_files(JobServices& services, const std::string& uuid,
+                                             const std::vector<std::string>& files);
+
 // The table of kinds (registry.cpp).
 const JobKindEntry& job_kind(JobKind kind);
 

@@ -4,7 +4,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/text.hpp"
+
 #include <array>
+#include <filesystem>
 
 namespace snapvirt::daemon {
 
@@ -25,12 +28,18 @@ public:
         // Stopped: a memory snapshot comes back paused and is then powered off (its disks are
         // as they were at the snapshot); a stopped snapshot comes back off by itself.
         if (target == RevertTarget::stopped && snap.mode != SnapshotMode::stopped) spec.start = hv::RevertStart::paused;
+        // A stopped external snapshot of a UEFI guest: libvirt leaves the NVRAM as it is now, so
+        // the guest comes back off, gets the NVRAM copy of the snapshot's moment, then starts.
+        const std::string nvram_copy = nvram_copy_of(snap);
+        const hv::RevertStart start_after = spec.start;
+        if (!nvram_copy.empty()) spec.start = hv::RevertStart::automatic;
         ctx_.intent({{"step", "revert"},
                      {"snapshot", snap.name},
                      {"guest_was", hv::to_string(before.state)},
                      {"current_before", before.current_snapshot.value_or("")}});
         ctx_.phase(JobPhase::reverting);
         ctx_.lane().revert_snapshot(uuid_, snap.name, spec);
+        if (!nvram_copy.empty()) restore_nvram(nvram_copy, start_after);
         s_.test_delay(std::string(to_string(JobPhase::reverting)) + ".after");
         try {
             s_.hv.clear_domain_metadata(uuid_);
@@ -58,6 +67,28 @@ public:
     void succeeded(double seconds) override { s_.metrics.revert_took(seconds); }
 
 private:
+    // The NVRAM copy to put back on revert: a stopped external snapshot's, if it has one.
+    static std::string nvram_copy_of(const Snapshot& snap) {
+        if (snap.method != SnapshotMethod::external || snap.mode != SnapshotMode::stopped) return "";
+        for (const auto& f : snap.files)
+            if (std::filesystem::path(f).extension() == ".nvram") return f;
+        return "";
+    }
+
+    void restore_nvram(const std::string& copy, hv::RevertStart start_after) {
+        const hv::DomainConfig cfg = s_.hv.domain_config(uuid_);
+        std::error_code ec;
+        if (cfg.nvram.empty() || !std::filesystem::exists(copy, ec))
+            throw JobFailure("revert_failed", "The snapshot's NVRAM copy " + in_quotes(copy) +
+                                                  " is gone; the disks were reverted, the NVRAM was not.");
+        if (ctx_.domain().state == hv::DomainState::shutoff) {
+            std::filesystem::copy_file(copy, cfg.nvram, std::filesystem::copy_options::overwrite_existing);
+            spdlog::info("job={} put the NVRAM of the snapshot's moment back into {}.", ctx_.job().id,
+                         in_quotes(cfg.nvram));
+        }
+        if (start_after != hv::RevertStart::automatic) s_.hv.start(uuid_, start_after == hv::RevertStart::paused);
+    }
+
     JobContext& ctx_;
     JobServices& s_;
     const std::string uuid_;

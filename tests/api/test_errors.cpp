@@ -70,7 +70,8 @@ TEST_CASE("Objects are written in the contract's shape", "[json]") {
     CHECK(j["guest_paused_ms"] == 42);
     CHECK(j["error"]["code"] == "x");
     CHECK(j["schedule_id"].is_null());
-    CHECK(j.size() == 15);
+    CHECK(j["method"] == "internal");
+    CHECK(j.size() == 16);
     Job job;
     job.progress = {"saving", std::nullopt};
     const auto jj = nlohmann::json::parse(json_string(job));

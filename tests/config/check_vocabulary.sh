@@ -17,7 +17,6 @@ hypervisor/libvirt_hypervisor.cpp	case DomainState::running: return "running";	l
 hypervisor/libvirt_hypervisor.cpp	case DomainState::paused: return "paused";	libvirt's domain state
 hypervisor/libvirt_hypervisor.cpp	return "other";	libvirt's domain state
 hypervisor/xml.cpp	check(xmlTextWriterStartElement(w.get(), x("memory")));	libvirt's XML element <memory>
-hypervisor/xml.cpp	if (xmlNodePtr mem = q.node("/domainsnapshot/memory")) s.has_memory = Query::attr(mem, "snapshot") == internal;	an XPath into libvirt's XML
 api/errors.cpp	case ErrorCode::internal: return "internal";	the contract's error code
 api/errors.cpp	return "internal";	the contract's error code
 api/errors.cpp	nlohmann::json body = {{"error", {{"code", code_name(e.code())}, {"message", e.what()}}}};	the contract's JSON key
@@ -32,6 +31,8 @@ config/model.hpp	std::string state = "other";  // running paused shutoff crashed
 daemon/catalog.hpp	std::string state = "other";	an instance's domain state, libvirt's word
 daemon/main.cpp	auto* create = token->add_subcommand("create", "Create a token and print it once (alone on the last line)");	a command-line word
 daemon/jobs/revert.cpp	ctx_.intent({{"step", "revert"},	a write-ahead intent's step, stored in job rows
+daemon/snapshot_method.cpp	{{"required", hv::libvirt_external_revert.to_string()}, {"running", f.libvirt.to_string()}});	the contract's details key: the running libvirt's version
+daemon/main.cpp	eopts.external_dir = cfg.snapshots.external_dir.empty() ? (cfg.state_dir / "external").string()	a directory's name (the default of snapshots.external_dir)
 daemon/jobs/delete.cpp	ctx_.intent({{"step", "delete"}, {"snapshot", root.name}, {"children", children}});	a write-ahead intent's step
 ALLOW
 )

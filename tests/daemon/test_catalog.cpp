@@ -149,3 +149,29 @@ TEST_CASE("Idempotency keys expire after their window", "[catalog]") {
     CHECK_FALSE(c.idempotent("k", 2000));
     CHECK(c.forget_idempotent_before(2000) == 1);
 }
+
+TEST_CASE("A snapshot's method and files survive a reopen; older rows read as internal", "[catalog]") {
+    TempCatalog t;
+    t.catalog->upsert_instance({"u1", "web1", "running", 64, 1, true});
+    Snapshot ext = snap("s1", "u1", "a");
+    ext.method = SnapshotMethod::external;
+    ext.files = {"/var/lib/libvirt/images/snapvirt-s1-vda.qcow2", "/var/lib/snapvirt/external/u1/snapvirt-s1.mem"};
+    ext.size_bytes = 4096;
+    t.catalog->insert_snapshot(ext);
+    t.catalog->insert_snapshot(snap("s2", "u1", "b", "s1"));
+    t.catalog.reset();
+    Catalog again(t.dir);
+    auto s1 = again.snapshot("s1");
+    REQUIRE(s1);
+    CHECK(s1->method == SnapshotMethod::external);
+    CHECK(s1->files == ext.files);
+    CHECK(s1->size_bytes == std::optional<std::uint64_t>(4096));
+    auto s2 = again.snapshot("s2");
+    REQUIRE(s2);
+    CHECK(s2->method == SnapshotMethod::internal);
+    CHECK(s2->files.empty());
+    s2->method = SnapshotMethod::external;
+    s2->files = {"/x"};
+    again.update_snapshot(*s2);
+    CHECK(again.snapshot("s2")->files == std::vector<std::string>{"/x"});
+}

@@ -369,7 +369,7 @@ TEST_CASE("Deleting a schedule makes its snapshots ordinary, or leaves them to r
     c.delete_schedule("never-was", false);  // nothing to do, no error
 }
 
-TEST_CASE("A version-1 catalog migrates in place and keeps all its data", "[catalog][schedules]") {
+TEST_CASE("A version-1 catalog migrates in place (through every version) and keeps all its data", "[catalog][schedules]") {
     struct Dir {
         std::filesystem::path path = test::make_temp_dir("snapvirt-migrate");
         ~Dir() { std::filesystem::remove_all(path); }
@@ -403,7 +403,11 @@ TEST_CASE("A version-1 catalog migrates in place and keeps all its data", "[cata
         CHECK(snaps[0].description == "first");
         CHECK(snaps[1].parent_id == "s1");
         CHECK(snaps[1].origin == "discovered");
-        for (const auto& s : snaps) CHECK_FALSE(s.schedule_id);
+        for (const auto& s : snaps) {
+            CHECK_FALSE(s.schedule_id);
+            CHECK(s.method == SnapshotMethod::internal);  // version 3: every older snapshot was internal
+            CHECK(s.files.empty());
+        }
         const auto job = c.job("j1");
         REQUIRE(job);
         CHECK(job->params == "{\"name\":\"child\"}");
@@ -421,7 +425,7 @@ TEST_CASE("A version-1 catalog migrates in place and keeps all its data", "[cata
     {
         sql::Database check((dir / "catalog.db").string(), true);
         CHECK(check.scalar("PRAGMA user_version") == Catalog::schema_version);
-        CHECK(Catalog::schema_version == 2);
+        CHECK(Catalog::schema_version == 3);
     }
     Catalog again(dir);  // reopening a migrated catalog migrates nothing
     CHECK(again.schedule("sc1"));

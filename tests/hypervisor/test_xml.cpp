@@ -5,7 +5,11 @@
 using namespace snapvirt::hv;
 
 TEST_CASE("Snapshot XML escapes what it is given", "[xml]") {
-    const std::string doc = xml::build_snapshot("s1", "<domain>&]]>'\"", snapvirt::SnapshotMode::memory);
+    SnapshotSpec spec;
+    spec.name = "s1";
+    spec.description = "<domain>&]]>'\"";
+    spec.mode = snapvirt::SnapshotMode::memory;
+    const std::string doc = xml::build_snapshot(spec);
     CHECK(doc.find("<description>&lt;domain&gt;&amp;]]&gt;'&quot;</description>") != std::string::npos);
     CHECK(doc.find("<memory snapshot=\"internal\"/>") != std::string::npos);
     const auto parsed = xml::parse_snapshot(doc);
@@ -54,4 +58,52 @@ TEST_CASE("Domain XML tells disks and firmware", "[xml]") {
     CHECK(cfg.disks[1].device == "cdrom");
     CHECK(cfg.disks[2].excluded);
     CHECK(cfg.pflash_firmware);
+}
+
+TEST_CASE("External snapshot XML names the memory file and each overlay, escaped", "[xml]") {
+    SnapshotSpec spec;
+    spec.name = "s2";
+    spec.mode = snapvirt::SnapshotMode::memory;
+    spec.method = snapvirt::SnapshotMethod::external;
+    spec.memory_file = "/var/lib/images/snapvirt-id.mem";
+    spec.overlays = {{"vda", "/var/lib/images/snapvirt-id-vda.qcow2"}, {"vdb", "/x/'<&>.qcow2"}};
+    const std::string doc = xml::build_snapshot(spec);
+    CHECK(doc.find("<memory snapshot=\"external\" file=\"/var/lib/images/snapvirt-id.mem\"/>") != std::string::npos);
+    CHECK(doc.find("<disk name=\"vda\" snapshot=\"external\" type=\"file\"><driver type=\"qcow2\"/><source "
+                   "file=\"/var/lib/images/snapvirt-id-vda.qcow2\"/></disk>") != std::string::npos);
+    CHECK(doc.find("file=\"/x/'&lt;&amp;&gt;.qcow2\"") != std::string::npos);
+
+    // libvirt's answer for such a snapshot (shortened) reads back as external, with its files.
+    const auto s = xml::parse_snapshot(R"(<domainsnapshot><name>s2</name><state>running</state>
+      <memory snapshot='external' file='/m.mem'/>
+      <disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='/o.qcow2'/></disk>
+        <disk name='hdc' snapshot='no'/></disks>
+      <domain type='qemu'><name>v</name><os><nvram>/n.fd</nvram></os><devices><disk type='file' device='disk'>
+        <source file='/base.img'/><target dev='vda'/></disk></devices></domain></domainsnapshot>)");
+    CHECK(s.method == snapvirt::SnapshotMethod::external);
+    CHECK(s.mode == snapvirt::SnapshotMode::memory);
+    CHECK(s.memory_file == "/m.mem");
+    CHECK(s.overlays == std::vector<std::string>{"/o.qcow2"});
+    CHECK(s.files == std::vector<std::string>{"/o.qcow2", "/m.mem", "/base.img", "/n.fd"});
+
+    // A disk-only external snapshot of a shut-off guest is a stopped one.
+    const auto stopped = xml::parse_snapshot(R"(<domainsnapshot><name>s3</name><state>shutoff</state>
+      <memory snapshot='no'/><disks><disk name='vda' snapshot='external'><source file='/o2.qcow2'/></disk></disks>
+      </domainsnapshot>)");
+    CHECK(stopped.mode == snapvirt::SnapshotMode::stopped);
+    CHECK(stopped.method == snapvirt::SnapshotMethod::external);
+    CHECK_FALSE(stopped.has_memory);
+}
+
+TEST_CASE("Domain XML lists every file of its disks' chains and its NVRAM", "[xml]") {
+    const auto cfg = xml::parse_domain(R"(<domain type='qemu'><os><loader type='pflash'>/c.fd</loader>
+      <nvram>/v.fd</nvram></os><devices>
+      <disk type='file' device='disk'><driver type='qcow2'/><source file='/top.qcow2'/>
+        <backingStore type='file'><format type='raw'/><source file='/base.img'/><backingStore/></backingStore>
+        <target dev='vda'/></disk>
+      <disk type='block' device='disk'><driver type='raw'/><source dev='/dev/loop7'/><target dev='vdb'/></disk>
+    </devices></domain>)");
+    CHECK(cfg.pflash_firmware);
+    CHECK(cfg.nvram == "/v.fd");
+    CHECK(cfg.files == std::vector<std::string>{"/top.qcow2", "/base.img", "/dev/loop7", "/v.fd"});
 }
