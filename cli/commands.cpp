@@ -186,6 +186,7 @@ Exit snapshots_create(const Context& c, const CreateArgs& a) {
     if (!stopped && (a.force_stop || a.keep_stopped || a.shutdown_timeout_s))
         throw Failure(Exit::usage, "--force-stop, --keep-stopped and --shutdown-timeout apply to --mode stopped only.");
     json body = {{"mode", a.mode}};
+    if (!a.method.empty()) body["method"] = a.method;
     if (a.name) body["name"] = *a.name;
     if (a.display_name) body["display_name"] = *a.display_name;
     if (a.description) body["description"] = *a.description;

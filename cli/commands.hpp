@@ -34,6 +34,7 @@ struct ListArgs {
 struct CreateArgs {
     std::string instance;
     std::string mode;
+    std::string method;  // empty: the daemon's default (auto)
     std::optional<std::string> name, display_name, description;
     bool force_stop = false, keep_stopped = false;
     unsigned shutdown_timeout_s = 0;

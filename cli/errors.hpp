@@ -14,7 +14,7 @@ enum class Exit : int {
     usage = 2,           // bad command line, ambiguous reference, unusable local file
     not_found = 3,       // 404: no such instance, snapshot, schedule or job
     conflict = 4,        // 409: busy, snapshot or schedule exists, limit, not ready, not cancellable, idempotency
-    rejected = 5,        // 400, 413, 415, 422: the daemon refused the request's content
+    rejected = 5,        // 400, 413, 415, 422, 507: the daemon refused the request's content (or it does not fit)
     auth = 6,            // 401, 403, or no permission on the Unix socket
     unavailable = 7,     // cannot reach the daemon, or 503 (hypervisor unavailable)
     not_confirmed = 8,   // revert/delete declined at the prompt, or no terminal and no --yes
@@ -32,7 +32,8 @@ inline Exit exit_for_status(int status) {
         case 413:
         case 415:
         case 422:
-        case 431: return Exit::rejected;
+        case 431:
+        case 507: return Exit::rejected;
         case 401:
         case 403: return Exit::auth;
         case 408:
@@ -65,7 +66,8 @@ inline const char* exit_code_help() {
            "  2    usage error (bad arguments, ambiguous snapshot or job reference)\n"
            "  3    not found (instance, snapshot, schedule or job)\n"
            "  4    conflict (instance busy, snapshot or schedule exists, limit reached, not cancellable, idempotency key reused)\n"
-           "  5    request refused as invalid (HTTP 400, 413, 415, 422: e.g. bad name, instance not running)\n"
+           "  5    request refused as invalid (HTTP 400, 413, 415, 422: e.g. bad name, instance not running;\n"
+           "       507: an external snapshot's files do not fit)\n"
            "  6    authentication or permission (HTTP 401, 403, Unix socket permissions)\n"
            "  7    daemon unreachable, or hypervisor unavailable (HTTP 503)\n"
            "  8    not confirmed (declined at the prompt, or no terminal and no --yes)\n"

@@ -215,6 +215,11 @@ int main(int argc, char** argv) {
                          "stopped (disks only, taken while the guest is shut down)")
         ->required()
         ->check(CLI::IsMember({"memory", "stopped"}));
+    s_create->add_option("--method", create.method,
+                         "auto (default: the instance's method; with none, internal where it can cover the instance, "
+                         "else external), internal (inside the qcow2 disks) or external (an overlay per disk and a "
+                         "memory file: raw/LVM disks, UEFI guests; libvirt 9.7 or newer)")
+        ->check(CLI::IsMember({"auto", "internal", "external"}));
     auto* o_name = s_create->add_option("--name", create_name, "libvirt snapshot name (default INSTANCE-YYYYMMDD-HHMMSS)")->type_name("NAME");
     auto* o_display = s_create->add_option("--display-name", create_display, "Display name (default the name)")->type_name("TEXT");
     auto* o_desc = s_create->add_option("--description", create_description, "Description")->type_name("TEXT");
@@ -239,6 +244,7 @@ int main(int argc, char** argv) {
     examples(s_create,
              "  snapvirt snapshots create web1 --mode memory --name before-upgrade --description 'kernel 6.1'\n"
              "  snapvirt snapshots create db1 --mode stopped --shutdown-timeout 120 --force-stop\n"
+             "  snapvirt snapshots create win11 --mode memory --method external\n"
              "  id=$(snapvirt snapshots create web1 --mode memory -o id)\n");
 
     RevertArgs revert;

@@ -258,7 +258,8 @@ void print_snapshots(const json& items, Format format, bool tree, const Schedule
     for (const char* h : {"NAME", "MODE", "STATE", "CURRENT", "CREATED"}) headers.push_back(h);
     if (scheduled) headers.push_back("SCHEDULE");
     if (wide)
-        for (const char* h : {"LIBVIRT NAME", "PARENT", "SIZE", "PAUSED", "ORIGIN", "DESCRIPTION"}) headers.push_back(h);
+        for (const char* h : {"LIBVIRT NAME", "METHOD", "PARENT", "SIZE", "PAUSED", "ORIGIN", "DESCRIPTION"})
+            headers.push_back(h);
     Table t(headers);
     for (const auto& s : items) {
         std::string name = clean(str(s["display_name"]));
@@ -278,7 +279,7 @@ void print_snapshots(const json& items, Format format, bool tree, const Schedule
         if (scheduled) row.push_back(schedule_of(s, schedules));
         if (wide) {
             const json& paused = s["guest_paused_ms"];
-            for (auto v : {clean(str(s["name"])), short_id(s["parent_id"]), bytes(s["size_bytes"]),
+            for (auto v : {clean(str(s["name"])), clean(str(s["method"])), short_id(s["parent_id"]), bytes(s["size_bytes"]),
                            paused.is_number() ? duration(milliseconds(paused.get<std::int64_t>())) : std::string(),
                            clean(str(s["origin"])), truncate(clean(first_line(str(s["description"]))), 40)})
                 row.push_back(v);
@@ -301,6 +302,7 @@ void print_snapshot(const json& s, Format format, const ScheduleNames& schedules
         {"Display name", clean(str(s["display_name"]))},
         {"Description", clean(str(s["description"]), true)},
         {"Mode", clean(str(s["mode"]))},
+        {"Method", clean(str(s["method"]))},
         {"State", clean(str(s["state"]))},
     };
     if (s["error"].is_object()) d.emplace_back("Error", error_text(s["error"]));

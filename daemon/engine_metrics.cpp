@@ -9,13 +9,16 @@ void EngineMetrics::job_ended(JobKind kind, JobState state) {
     ++outcomes_[{kind, state}];
 }
 
-void EngineMetrics::create_took(SnapshotMode mode, double seconds) {
-    (mode == SnapshotMode::memory ? create_memory_seconds_ : create_stopped_seconds_).observe(seconds);
+void EngineMetrics::create_took(SnapshotMode mode, SnapshotMethod method, double seconds) {
+    if (mode == SnapshotMode::other) return;  // snapvirt takes no such snapshot
+    create_seconds_[static_cast<std::size_t>(mode)][static_cast<std::size_t>(method)].observe(seconds);
 }
 
 void EngineMetrics::revert_took(double seconds) { revert_seconds_.observe(seconds); }
 
-void EngineMetrics::guest_paused(double seconds) { guest_paused_seconds_.observe(seconds); }
+void EngineMetrics::guest_paused(SnapshotMethod method, double seconds) {
+    guest_paused_seconds_[static_cast<std::size_t>(method)].observe(seconds);
+}
 
 void EngineMetrics::render(std::string& out, const Gauges& g) const {
     out += "# HELP snapvirt_libvirt_connected Whether libvirt is reachable (1) or not (0).\n";
@@ -39,18 +42,21 @@ void EngineMetrics::render(std::string& out, const Gauges& g) const {
         sorted[std::string(to_string(key.first)) + "\",outcome=\"" + to_string(key.second)] = n;
     for (const auto& [labels, n] : sorted)
         out += "snapvirt_jobs_total{kind=\"" + labels + "\"} " + std::to_string(n) + "\n";
-    out += "# HELP snapvirt_create_duration_seconds Time a successful create job took, by mode.\n";
+    out += "# HELP snapvirt_create_duration_seconds Time a successful create job took, by mode and method.\n";
     out += "# TYPE snapvirt_create_duration_seconds histogram\n";
-    create_memory_seconds_.render(out, "snapvirt_create_duration_seconds",
-                                  std::string("mode=\"") + to_string(SnapshotMode::memory) + "\"");
-    create_stopped_seconds_.render(out, "snapvirt_create_duration_seconds",
-                                   std::string("mode=\"") + to_string(SnapshotMode::stopped) + "\"");
+    for (const auto mode : {SnapshotMode::memory, SnapshotMode::stopped})
+        for (const auto method : all_values<SnapshotMethod>())
+            create_seconds_[static_cast<std::size_t>(mode)][static_cast<std::size_t>(method)].render(
+                out, "snapvirt_create_duration_seconds",
+                std::string("mode=\"") + to_string(mode) + "\",method=\"" + to_string(method) + "\"");
     out += "# HELP snapvirt_revert_duration_seconds Time a successful revert job took.\n";
     out += "# TYPE snapvirt_revert_duration_seconds histogram\n";
     revert_seconds_.render(out, "snapvirt_revert_duration_seconds", "");
-    out += "# HELP snapvirt_guest_paused_seconds How long guests were paused while a memory snapshot saved their state.\n";
+    out += "# HELP snapvirt_guest_paused_seconds How long guests were paused while a memory snapshot saved their state, by method.\n";
     out += "# TYPE snapvirt_guest_paused_seconds histogram\n";
-    guest_paused_seconds_.render(out, "snapvirt_guest_paused_seconds", "");
+    for (const auto method : all_values<SnapshotMethod>())
+        guest_paused_seconds_[static_cast<std::size_t>(method)].render(
+            out, "snapvirt_guest_paused_seconds", std::string("method=\"") + to_string(method) + "\"");
 }
 
 void EngineMetrics::render(std::string& out, const ScheduleGauges& g) {

@@ -8,6 +8,7 @@
 #include "api/metrics.hpp"
 #include "config/vocabulary.hpp"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -34,9 +35,9 @@ public:
     };
 
     void job_ended(JobKind kind, JobState state);
-    void create_took(SnapshotMode mode, double seconds);
+    void create_took(SnapshotMode mode, SnapshotMethod method, double seconds);
     void revert_took(double seconds);
-    void guest_paused(double seconds);
+    void guest_paused(SnapshotMethod method, double seconds);
 
     void render(std::string& out, const Gauges& gauges) const;
     static void render(std::string& out, const ScheduleGauges& gauges);
@@ -44,10 +45,12 @@ public:
 private:
     mutable std::mutex mu_;
     std::map<std::pair<JobKind, JobState>, std::uint64_t> outcomes_;  // jobs finished by this process
-    api::Histogram create_memory_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram create_stopped_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram revert_seconds_{{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}};
-    api::Histogram guest_paused_seconds_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+    static api::Histogram durations() { return api::Histogram({0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}); }
+    static api::Histogram pauses() { return api::Histogram({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}); }
+    // By mode (memory, stopped) and method (internal, external), in the enums' order.
+    std::array<std::array<api::Histogram, 2>, 2> create_seconds_{{{durations(), durations()}, {durations(), durations()}}};
+    api::Histogram revert_seconds_ = durations();
+    std::array<api::Histogram, 2> guest_paused_seconds_{pauses(), pauses()};  // by method
 };
 
 }  // namespace snapvirt::daemon

@@ -581,11 +581,19 @@ function openCreateDialog(inst) {
   stopped.radio.addEventListener('change', syncStop);
   syncStop();
 
+  const method = h(
+    'select',
+    { 'aria-label': NAMES.method, 'data-key': 'create-method' },
+    ['auto', 'internal', 'external'].map((v) => h('option', { value: v }, t('method.' + v))),
+  );
+  const advanced = h('details', { class: 'advanced' }, h('summary', {}, t('create.advanced')), h('div', { class: 'advanced-body' }, field({ label: t('create.method'), control: method, hint: t('create.method.hint') })));
+
   const body = [
     h('p', { class: 'dialog-lead dialog-instance' }, icon('server', 'icon icon-sm'), h('strong', {}, inst.name), instanceBadge(inst)),
     field({ label: t('create.name'), control: nameInput, hint: t('create.name.hint') }),
     field({ label: t('create.description'), control: descInput }),
     h('fieldset', { class: 'choices' }, h('legend', {}, t('create.kind')), memory.el, stopped.el, stopOptions),
+    advanced,
   ];
 
   openDialog({
@@ -598,6 +606,7 @@ function openCreateDialog(inst) {
     async submit(ctx) {
       const mode = memory.radio.checked ? 'memory' : 'stopped';
       const req = { mode };
+      if (method.value !== 'auto') req.method = method.value;
       const typed = nameInput.value.trim();
       if (typed) {
         if (NAME_RE.test(typed)) req.name = typed;
@@ -1879,6 +1888,7 @@ class SnapshotView {
       row('snapshot.instance', [h('a', { href: '#/instances/' + enc(s.instance.name), 'data-key': 'd-inst' }, s.instance.name), ' ', inst ? instanceBadge(inst) : null]),
       row('snapshot.description', s.description ? h('span', { class: 'prewrap' }, s.description) : h('span', { class: 'muted' }, t('none'))),
       row('snapshot.mode', modeTag(s.mode)),
+      row('snapshot.method', h('span', { title: t('method.' + s.method + '.title'), 'data-key': 'd-method' }, t('method.' + s.method))),
       row('snapshot.state', snapshotStateBadge(s)),
       row('snapshot.created', timeEl(s.created_at, true)),
       row('snapshot.current', s.is_current ? t('snapshot.current.yes') : t('no')),

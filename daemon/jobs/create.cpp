@@ -37,6 +37,7 @@ public:
         spec.method = snap.method;
         if (snap.method == SnapshotMethod::external) prepare_external(spec);
         mode_ = snap.mode;
+        method_ = snap.method;
         created_name_ = snap.name;
         guest_was_ = before.state;
         if (snap.mode == SnapshotMode::memory)
@@ -97,7 +98,7 @@ public:
 
     bool writes_guest_state() const override { return true; }
 
-    void succeeded(double seconds) override { s_.metrics.create_took(mode_, seconds); }
+    void succeeded(double seconds) override { s_.metrics.create_took(mode_, method_, seconds); }
 
 private:
     // The external snapshot's files as the request planned them; their directories made.
@@ -168,7 +169,7 @@ private:
         auto paused = s_.pauses.paused_ms(uuid_, was_paused ? std::chrono::milliseconds(0) : std::chrono::seconds(3));
         // Events lost (or a guest paused already): the whole save is the honest upper bound.
         snap.guest_paused_ms = paused.value_or(call_ms);
-        s_.metrics.guest_paused(static_cast<double>(*snap.guest_paused_ms) / 1000.0);
+        s_.metrics.guest_paused(snap.method, static_cast<double>(*snap.guest_paused_ms) / 1000.0);
         s_.test_delay(std::string(to_string(JobPhase::saving)) + ".after");
     }
 
@@ -249,6 +250,7 @@ private:
     JobServices& s_;
     const std::string uuid_;
     SnapshotMode mode_ = SnapshotMode::stopped;
+    SnapshotMethod method_ = SnapshotMethod::internal;
     std::string created_name_;
     hv::DomainState guest_was_ = hv::DomainState::other;
     bool write_metadata_ = true;

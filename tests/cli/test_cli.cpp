@@ -435,6 +435,14 @@ TEST_CASE("Refused requests exit 5 and conflicts exit 4, nothing changes", "[cli
     r = cli({"snapshots", "create", off.name(), "--mode", "stopped", "--name", "one"});
     CHECK(r.exit == conflict);
     CHECK(contains(r.err, "snapvirt: "));
+    // --method: the instance's snapshots are internal, one method per instance (409); a word
+    // that is no method is a usage error before any request.
+    r = cli({"snapshots", "create", off.name(), "--mode", "stopped", "--method", "external"});
+    CHECK(r.exit == conflict);
+    CHECK(contains(r.err, "share one method"));
+    CHECK(cli({"snapshots", "create", off.name(), "--mode", "stopped", "--method", "sideways"}).exit == usage);
+    r = cli({"snapshots", "show", off.name() + "/one"});
+    CHECK(contains(r.out, "internal"));
     r = cli({"snapshots", "edit", off.name() + "/two", "--display-name", "one"});
     CHECK(r.exit == conflict);
     CHECK(snapshots_of(c, off.name()).size() == 2);

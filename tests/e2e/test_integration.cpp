@@ -159,9 +159,9 @@ TEST_CASE("Metrics show requests, jobs, durations, guest pauses, libvirt and the
     CHECK_THAT(m, Catch::Contains("snapvirt_http_request_duration_seconds_bucket{method=\"GET\""));
     CHECK_THAT(m, Catch::Contains("snapvirt_jobs_total{kind=\"create\",outcome=\"succeeded\"} 1"));
     CHECK_THAT(m, Catch::Contains("snapvirt_jobs_total{kind=\"revert\",outcome=\"succeeded\"} 1"));
-    CHECK_THAT(m, Catch::Contains("snapvirt_create_duration_seconds_count{mode=\"memory\"} 1"));
+    CHECK_THAT(m, Catch::Contains("snapvirt_create_duration_seconds_count{mode=\"memory\",method=\"internal\"} 1"));
     CHECK_THAT(m, Catch::Contains("snapvirt_revert_duration_seconds_count 1"));
-    CHECK_THAT(m, Catch::Contains("snapvirt_guest_paused_seconds_count 1"));
+    CHECK_THAT(m, Catch::Contains("snapvirt_guest_paused_seconds_count{method=\"internal\"} 1"));
     CHECK_THAT(m, Catch::Contains("snapvirt_libvirt_connected 1"));
     // The daemon sees every domain of the host, other tests' too: at least this guest's snapshot.
     std::smatch count;

@@ -160,6 +160,11 @@ TEST_CASE("Every endpoint answers a real guest as the document says", "[openapi]
     auto not_running = rec.post(c, oi + "/snapshots", {{"mode", "memory"}});
     CHECK(not_running.status == 422);
     CHECK(error_code(not_running) == "instance_not_running");
+    // The instance's snapshots are internal: another method is a conflict (with its details).
+    auto other_method = rec.post(c, oi + "/snapshots", {{"mode", "stopped"}, {"method", "external"}});
+    CHECK(other_method.status == 409);
+    CHECK(error_code(other_method) == "method_conflict");
+    CHECK(rec.post(c, oi + "/snapshots", {{"mode", "stopped"}, {"method", "sideways"}}).status == 400);
 
     // ---- lists, filters and paging
     CHECK(rec.get(c, gi + "/snapshots").status == 200);

@@ -225,6 +225,7 @@ const LABELS = {
     current: 'current',
     displayName: 'Display name',
     busy: 'is busy',
+    advanced: 'Advanced',
   },
   de: {
     instances: 'Instanzen',
@@ -251,6 +252,7 @@ const LABELS = {
     current: 'aktuell',
     displayName: 'Anzeigename',
     busy: 'is busy',
+    advanced: 'Erweitert',
   },
 };
 
@@ -418,6 +420,25 @@ for (const lang of ['en', 'de']) {
       assert.equal(memorySnap.mode, 'memory');
       assert.equal(memorySnap.state, 'ready');
       assert.equal(memorySnap.description, N.description);
+    });
+
+    step('the snapshot method is an advanced option; a method that breaks the rules is refused in the dialog', async () => {
+      assert.equal(memorySnap.method, 'internal', 'auto picked internal for a qcow2 BIOS guest');
+      const dlg = await takeSnapshot(page, L, { mode: 'memory' });
+      const method = dlg.getByRole('combobox', exact('Snapshot method'));
+      assert.ok(!(await method.isVisible()), 'hidden until Advanced is opened');
+      await dlg.locator('details.advanced > summary').click();
+      assert.equal(await text(dlg.locator('details.advanced > summary')), L.advanced);
+      assert.equal(await method.inputValue(), 'auto');
+      await method.selectOption('external');
+      await shot(page, `${lang}-take-method`);
+      await dlg.getByRole('button', exact('Create')).click();
+      // The instance's snapshots are internal: 409 method_conflict, its message at the dialog.
+      await waitText(dlg.getByRole('alert'), /share one method/, 10_000);
+      await dlg.getByRole('button', exact('Cancel')).click();
+      await dlg.waitFor({ state: 'detached' });
+      const mine = (await apiGet(`/v1/instances/${running}/snapshots`)).body.items;
+      assert.equal(mine.length, 1, 'nothing was taken');
     });
 
     step('shows the contract error of a busy instance, and takes a snapshot with the instance stopped', async () => {

@@ -1,0 +1,288 @@
+// External snapshots on real QEMU (docs/api.md, "Snapshot methods"): raw-disk guests snapshotted
+// with and without RAM, reverted and deleted through libvirt's own external API, their files
+// accounted for — and, on a libvirt that cannot revert external snapshots, refused before
+// anything is touched. Each case asks GET /v1/host which stack it runs on.
+
+#include "tests/e2e/helpers.hpp"
+#include "tests/support/libvirtd.hpp"
+
+#include <libvirt/libvirt.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+using namespace snapvirt;
+using namespace snapvirt::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A directory of the test's own for a guest's disk and everything snapshots put beside it;
+// removed after the guest (declare it first).
+struct OwnDir {
+    fs::path path = make_temp_dir("snapvirt-ext-e2e");
+    ~OwnDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+bool external_revert(const client::Client& c) {
+    auto host = c.get("/v1/host");
+    REQUIRE(host.status == 200);
+    return host.json()["capabilities"]["external_revert"].get<bool>();
+}
+
+// The files in `dir` whose names carry `id`.
+std::set<std::string> files_of(const fs::path& dir, const std::string& id) {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().filename().string().find(id) != std::string::npos) out.insert(e.path().filename().string());
+    return out;
+}
+
+// The file the domain's first disk writes to now (the top of its chain), read with libvirt's
+// C API on the test's own connection.
+std::string active_disk(const TestGuest& g) {
+    virConnectPtr conn = virConnectOpen(libvirt_uri().c_str());
+    REQUIRE(conn);
+    virDomainPtr dom = virDomainLookupByUUIDString(conn, g.uuid().c_str());
+    REQUIRE(dom);
+    char* xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+    std::string doc = xml ? xml : "";
+    free(xml);
+    virDomainFree(dom);
+    virConnectClose(conn);
+    const auto disk = doc.find("<disk");
+    const auto at = doc.find("<source file='", disk);
+    REQUIRE(at != std::string::npos);
+    const auto start = at + std::string("<source file='").size();
+    return doc.substr(start, doc.find('\'', start) - start);
+}
+
+std::string path_of(const json& snapshot) { return "/v1/snapshots/" + snapshot["id"].get<std::string>(); }
+
+}  // namespace
+
+TEST_CASE("Without libvirt 9.7, what needs an external snapshot is refused and internal works as before",
+          "[e2e][external]") {
+    OwnDir dir;
+    TestGuest raw({.tag = "raw9", .disk_format = "raw", .disk_dir = dir.path});
+    TestGuest qcow({.tag = "qcow9", .disk_dir = dir.path});
+    Daemon d;
+    auto c = d.client();
+    if (external_revert(c)) {
+        SUCCEED("this libvirt reverts external snapshots: see the other cases");
+        return;
+    }
+    const auto host = c.get("/v1/host").json();
+    CHECK(host["capabilities"]["methods"] == json::array({"internal"}));
+    for (const json& body : {json{{"mode", "memory"}}, json{{"mode", "memory"}, {"method", "external"}},
+                             json{{"mode", "stopped"}, {"method", "auto"}}}) {
+        auto r = c.post("/v1/instances/" + raw.name() + "/snapshots", body);
+        INFO(body.dump() << " -> " << r.body);
+        CHECK(r.status == 422);
+        CHECK(error_code(r) == "unsupported_libvirt");
+        CHECK(r.json()["error"]["details"]["required"] == "9.7.0");
+        CHECK(r.json()["error"]["details"]["running"] == host["libvirt_version"]);
+        CHECK_THAT(r.json()["error"]["message"].get<std::string>(), Catch::Contains("bookworm-backports"));
+    }
+    auto r = c.post("/v1/instances/" + raw.name() + "/snapshots", {{"mode", "memory"}, {"method", "internal"}});
+    CHECK(error_code(r) == "unsupported_disk");
+    r = c.post("/v1/instances/" + qcow.name() + "/snapshots", {{"mode", "memory"}, {"method", "external"}});
+    CHECK(error_code(r) == "unsupported_libvirt");
+    CHECK(raw.snapshot_count() == 0);
+    CHECK(qcow.snapshot_count() == 0);
+    CHECK(snapshots_of(c, raw.name()).empty());
+    CHECK(fs::directory_iterator(dir.path) != fs::directory_iterator());  // only the two disks
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 2);
+
+    // auto on a qcow2 guest is internal, exactly as before.
+    qcow.wait_booted();
+    auto taken = take_snapshot(c, qcow.name(), {{"mode", "memory"}});
+    REQUIRE(taken.job["state"] == "succeeded");
+    CHECK(taken.snapshot["method"] == "internal");
+    CHECK(taken.snapshot["size_bytes"].is_null());
+}
+
+TEST_CASE("A raw-disk guest's memory snapshot is external: the guest runs on, revert brings RAM back",
+          "[e2e][external]") {
+    OwnDir dir;
+    TestGuest g({.tag = "extmem", .memory_mib = 64, .fill_mib = 24, .disk_format = "raw", .disk_dir = dir.path});
+    Daemon d;
+    auto c = d.client();
+    if (!external_revert(c)) {
+        SUCCEED("libvirt before 9.7: covered by the unsupported_libvirt case");
+        return;
+    }
+    CHECK(c.get("/v1/host").json()["capabilities"]["methods"] == json::array({"internal", "external"}));
+    g.wait_booted();
+    const std::uint64_t before = g.counter();
+    auto taken = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "ram"}});
+    INFO(taken.job.dump());
+    REQUIRE(taken.job["state"] == "succeeded");
+    const std::uint64_t at_snapshot = g.counter();
+    const json s = taken.snapshot;
+    const std::string id = s["id"];
+    CHECK(s["method"] == "external");
+    CHECK(s["mode"] == "memory");
+    CHECK(s["state"] == "ready");
+    CHECK(s["is_current"] == true);
+    CHECK(s["size_bytes"].get<std::uint64_t>() > 0);
+    CHECK(s["guest_paused_ms"].is_number());
+    CHECK(g.state() == "running");
+    // The memory state and the overlay sit next to the disk, named from the snapshot's id.
+    CHECK(files_of(dir.path, id) == std::set<std::string>{"snapvirt-" + id + ".mem", "snapvirt-" + id + "-vda.qcow2"});
+    CHECK(active_disk(g) == (dir.path / ("snapvirt-" + id + "-vda.qcow2")).string());
+
+    // One method per instance.
+    auto r = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "memory"}, {"method", "internal"}});
+    CHECK(r.status == 409);
+    CHECK(error_code(r) == "method_conflict");
+    CHECK(r.json()["error"]["details"]["method"] == "external");
+
+    std::this_thread::sleep_for(2500ms);
+    const std::uint64_t before_revert = g.counter();
+    REQUIRE(before_revert > at_snapshot + 1500);
+    auto reverted = run_job(c, c.post(path_of(s) + "/revert", json::object()));
+    INFO(reverted.dump());
+    REQUIRE(reverted["state"] == "succeeded");
+    const std::uint64_t after_revert = g.counter();
+    INFO("before=" << before << " at_snapshot=" << at_snapshot << " before_revert=" << before_revert
+                   << " after_revert=" << after_revert);
+    CHECK(after_revert < before_revert);
+    CHECK(after_revert >= before);
+    CHECK(after_revert < at_snapshot + 1500);
+    CHECK(g.state() == "running");
+    CHECK(c.get(path_of(s)).json()["is_current"] == true);
+
+    // A second snapshot (auto: external, the instance's method), then both go, leaves first.
+    auto second = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "ram2"}});
+    REQUIRE(second.job["state"] == "succeeded");
+    CHECK(second.snapshot["method"] == "external");
+    CHECK(second.snapshot["parent_id"] == id);
+    auto deleted = run_job(c, c.del(path_of(s) + "?children=true"));
+    INFO(deleted.dump());
+    REQUIRE(deleted["state"] == "succeeded");
+    CHECK(snapshots_of(c, g.name()).empty());
+    CHECK(g.snapshot_count() == 0);
+    CHECK(g.state() == "running");
+    // No file of either snapshot is left unless the guest's disk chain still uses it.
+    const std::string top = active_disk(g);
+    for (const auto& sid : {id, second.snapshot["id"].get<std::string>()})
+        for (const auto& f : files_of(dir.path, sid)) CHECK((dir.path / f).string() == top);
+}
+
+TEST_CASE("A raw-disk guest's stopped snapshot is a disk-only external one; revert restores the disk",
+          "[e2e][external]") {
+    OwnDir dir;
+    TestGuest g({.tag = "extdisk", .disk_format = "raw", .disk_dir = dir.path});
+    Daemon d;
+    auto c = d.client();
+    if (!external_revert(c)) {
+        SUCCEED("libvirt before 9.7: covered by the unsupported_libvirt case");
+        return;
+    }
+    g.wait_booted();
+    auto taken = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "clean"}, {"force_stop", true},
+                                             {"shutdown_timeout_s", 5}, {"keep_stopped", true}});
+    INFO(taken.job.dump());
+    REQUIRE(taken.job["state"] == "succeeded");
+    const json s = taken.snapshot;
+    const std::string id = s["id"];
+    CHECK(s["method"] == "external");
+    CHECK(s["mode"] == "stopped");
+    CHECK(s["guest_paused_ms"].is_null());
+    CHECK(files_of(dir.path, id) == std::set<std::string>{"snapvirt-" + id + "-vda.qcow2"});
+    REQUIRE(g.state() == "shutoff");
+
+    // Written after the snapshot, into the disk's active layer; gone after the revert.
+    std::string out;
+    const std::string top = active_disk(g);
+    REQUIRE(TestGuest::qemu_io(top, "write -P 0xab 512k 4k", &out) == 0);
+    REQUIRE(TestGuest::qemu_io(top, "read -P 0xab 512k 4k", &out) == 0);
+    auto reverted = run_job(c, c.post(path_of(s) + "/revert", json::object()));
+    INFO(reverted.dump());
+    REQUIRE(reverted["state"] == "succeeded");
+    CHECK(g.state() == "shutoff");
+    const std::string new_top = active_disk(g);
+    CHECK(TestGuest::qemu_io(new_top, "read -P 0xab 512k 4k", &out) != 0);
+    CHECK(TestGuest::qemu_io(new_top, "read -P 0x00 512k 4k", &out) == 0);
+
+    // start running: the guest boots from the reverted disk.
+    auto started = run_job(c, c.post(path_of(s) + "/revert", {{"start", "running"}}));
+    REQUIRE(started["state"] == "succeeded");
+    CHECK(g.state() == "running");
+    g.wait_booted();
+
+    auto deleted = run_job(c, c.del(path_of(s)));
+    INFO(deleted.dump());
+    REQUIRE(deleted["state"] == "succeeded");
+    CHECK(g.snapshot_count() == 0);
+    CHECK(c.get(path_of(s)).status == 404);
+}
+
+TEST_CASE("External trees: a snapshot libvirt deletes only with its subtree is refused alone, never stuck",
+          "[e2e][external]") {
+    OwnDir dir;
+    TestGuest g({.tag = "exttree", .disk_format = "raw", .running = false, .disk_dir = dir.path});
+    Daemon d;
+    auto c = d.client();
+    if (!external_revert(c)) {
+        SUCCEED("libvirt before 9.7: covered by the unsupported_libvirt case");
+        return;
+    }
+    // a <- b, then back to a: a is current and has a child.
+    auto a = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "a"}});
+    REQUIRE(a.job["state"] == "succeeded");
+    auto b = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "b"}});
+    REQUIRE(b.job["state"] == "succeeded");
+    REQUIRE(run_job(c, c.post(path_of(a.snapshot) + "/revert", json::object()))["state"] == "succeeded");
+    auto r = c.del(path_of(a.snapshot));
+    INFO(r.body);
+    CHECK(r.status == 409);
+    CHECK(error_code(r) == "snapshot_has_children");
+    CHECK(r.json()["error"]["details"]["children"] == 1);
+    CHECK(r.json()["error"]["details"]["current"] == true);
+    CHECK(c.get(path_of(a.snapshot)).json()["state"] == "ready");
+    CHECK(g.snapshot_count() == 2);
+
+    // The leaf goes alone; then a is a leaf and goes too; the disk is the raw image again.
+    REQUIRE(run_job(c, c.del(path_of(b.snapshot)))["state"] == "succeeded");
+    auto last = run_job(c, c.del(path_of(a.snapshot)));
+    INFO(last.dump());
+    REQUIRE(last["state"] == "succeeded");
+    CHECK(g.snapshot_count() == 0);
+    CHECK(snapshots_of(c, g.name()).empty());
+    CHECK(active_disk(g) == g.disk().string());
+    for (const auto& id : {a.snapshot["id"].get<std::string>(), b.snapshot["id"].get<std::string>()})
+        CHECK(files_of(dir.path, id).empty());
+    // With no snapshots left the method is free again: internal is refused only for the raw disk.
+    auto again = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "stopped"}, {"method", "internal"}});
+    CHECK(error_code(again) == "unsupported_disk");
+}
+
+TEST_CASE("An external snapshot that does not fit is 507 insufficient_storage and touches nothing",
+          "[e2e][external]") {
+    OwnDir dir;
+    TestGuest g({.tag = "extfull", .disk_format = "raw", .running = false, .disk_dir = dir.path});
+    Daemon d({.config = "[snapshots]\nexternal_headroom_mib = 1048576\n"});  // 1 TiB per overlay
+    auto c = d.client();
+    if (!external_revert(c)) {
+        SUCCEED("libvirt before 9.7: covered by the unsupported_libvirt case");
+        return;
+    }
+    auto r = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "stopped"}});
+    INFO(r.body);
+    CHECK(r.status == 507);
+    CHECK(error_code(r) == "insufficient_storage");
+    CHECK(r.json()["error"]["details"]["path"] == dir.path.string());
+    CHECK(r.json()["error"]["details"]["needed_bytes"].get<std::uint64_t>() == (std::uint64_t{1} << 40));
+    CHECK(g.snapshot_count() == 0);
+    CHECK(snapshots_of(c, g.name()).empty());
+    CHECK(c.get("/v1/jobs?instance=" + g.name()).json()["items"].empty());
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);  // the disk alone
+}
