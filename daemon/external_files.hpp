@@ -11,7 +11,10 @@
 
 #include "hypervisor/types.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,5 +43,23 @@ void make_directories(const ExternalPlan& plan);
 
 // Bytes the files take on disk (allocated, not apparent); missing files count nothing.
 std::uint64_t allocated_bytes(const std::vector<std::string>& files);
+
+// Writes a file's dirty pages back to disk while another process is still writing it: the
+// memory state of an external snapshot while libvirt saves a running guest's RAM. libvirt
+// flushes that file while the guest is paused; written back during the live phase, little is
+// left to flush then, and the pause is shorter (docs/BENCHMARKS.md). Waits for the file to
+// appear; stops (and joins) when destroyed.
+class Writeback {
+public:
+    explicit Writeback(std::string path, std::chrono::milliseconds every = std::chrono::milliseconds(100));
+    ~Writeback();
+    Writeback(const Writeback&) = delete;
+    Writeback& operator=(const Writeback&) = delete;
+    unsigned rounds() const { return rounds_.load(); }  // flushes made, for tests and logs
+
+private:
+    std::atomic<unsigned> rounds_{0};
+    std::jthread thread_;
+};
 
 }  // namespace snapvirt::daemon

@@ -158,6 +158,9 @@ private:
         s_.pauses.watch(uuid_);
         const auto t0 = Clock::now();
         try {
+            // External: the memory file is written back while the guest still runs.
+            std::optional<Writeback> writeback;
+            if (spec.method == SnapshotMethod::external && !spec.memory_file.empty()) writeback.emplace(spec.memory_file);
             ctx_.lane().create_snapshot(uuid_, spec);
         } catch (...) {
             s_.pauses.paused_ms(uuid_, std::chrono::milliseconds(0));

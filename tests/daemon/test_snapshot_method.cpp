@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 using namespace snapvirt;
 using namespace snapvirt::daemon;
@@ -232,5 +233,27 @@ TEST_CASE("allocated_bytes counts what the files take, missing ones as nothing",
     }
     const auto n = allocated_bytes({(dir / "a").string(), (dir / "missing").string()});
     CHECK(n >= 64 * 1024);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("Writeback flushes a file while it is written, waits for it to appear, stops at once", "[method]") {
+    const auto dir = test::make_temp_dir("snapvirt-writeback");
+    const auto file = dir / "snapvirt-x.mem";
+    {
+        Writeback wb(file.string(), std::chrono::milliseconds(20));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        CHECK(wb.rounds() == 0);  // nothing to flush before the file exists
+        std::ofstream out(file, std::ios::binary);
+        for (int i = 0; i < 20; ++i) {
+            out << std::string(256 * 1024, static_cast<char>(i));
+            out.flush();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        CHECK(test::eventually([&] { return wb.rounds() >= 2; }, std::chrono::seconds(5)));
+    }
+    // A long period does not delay the stop.
+    const auto t0 = std::chrono::steady_clock::now();
+    { Writeback slow(file.string(), std::chrono::seconds(30)); }
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
     std::filesystem::remove_all(dir);
 }
