@@ -4,8 +4,11 @@
 //               alternating on the same guest, several rounds; prints medians and ratios.
 //   parallel  — 4 stopped-mode snapshots on 4 running guests at once vs one after another.
 //   pause     — guest_paused_ms of memory snapshots for guests with 64..512 MiB of dirty RAM.
+//   methods   — internal vs external memory snapshots of a guest with 1 GiB of dirty RAM (needs
+//               libvirt 9.7+: bench/run-external runs it on the Debian 13 stack): guest pause, job
+//               time, revert and delete; external with and without the memory file's writeback.
 // Output: one JSON object per line on stdout (bench/run turns them into the table).
-//   bench_overhead overhead|parallel|pause [rounds]
+//   bench_overhead overhead|parallel|pause|methods [rounds]
 
 #include "tests/support/daemon.hpp"
 #include "tests/support/guest.hpp"
@@ -23,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 using namespace snapvirt;
@@ -123,9 +127,10 @@ private:
     client::Client c_;
 };
 
-DaemonOptions quiet_daemon() {
+// `snapshots`: more [snapshots] settings, one per line.
+DaemonOptions quiet_daemon(const std::string& snapshots = "") {
     DaemonOptions o;
-    o.config = "[reconcile]\ninterval_s = 3600\n[snapshots]\nmax_snapshots_per_instance = 0\n";
+    o.config = "[reconcile]\ninterval_s = 3600\n[snapshots]\nmax_snapshots_per_instance = 0\n" + snapshots;
     // SNAPVIRT_BENCH_LOG=1: the daemon logs at debug level (job phases with timestamps) and its
     // log goes to stderr when the benchmark ends, to see where an API call spends its time.
     if (std::getenv("SNAPVIRT_BENCH_LOG")) o.config += "[log]\nlevel = \"debug\"\n";
@@ -271,11 +276,44 @@ void pause(int rounds) {
     }
 }
 
+// One method's numbers: a fresh guest per method (the same RAM, dirtied the same way), a
+// daemon of its own, `rounds` create → revert → delete cycles through the API.
+json method_round(const std::string& label, const std::string& disk_format, unsigned writeback_ms, int rounds) {
+    constexpr unsigned dirty_mib = 1024;
+    TestGuest g({.tag = "meth-" + label, .memory_mib = dirty_mib + 64, .fill_mib = dirty_mib, .disk_format = disk_format});
+    g.wait_booted();
+    Daemon d(quiet_daemon("external_writeback_ms = " + std::to_string(writeback_ms) + "\n"));
+    Api api(d.client());
+    std::vector<double> paused, create_s, revert_s, delete_s;
+    std::string method;
+    for (int i = 0; i < rounds; ++i) {
+        std::string id;
+        create_s.push_back(seconds([&] { id = api.create(g.name(), "m" + std::to_string(i), "memory"); }));
+        const json snap = api.snapshot(id);
+        method = snap["method"];
+        paused.push_back(snap["guest_paused_ms"].get<double>());
+        revert_s.push_back(seconds([&] { api.revert(id); }));
+        delete_s.push_back(seconds([&] { api.remove(id); }));
+        dump_log(d);
+    }
+    return json{{"bench", "methods"},  {"label", label},           {"method", method},
+                {"dirty_mib", dirty_mib}, {"rounds", rounds},        {"writeback_ms", writeback_ms},
+                {"guest_paused_ms", median(paused)}, {"create_s", median(create_s)},
+                {"revert_s", median(revert_s)},      {"delete_s", median(delete_s)}};
+}
+
+void methods(int rounds) {
+    for (const auto& [label, format, writeback] :
+         std::vector<std::tuple<std::string, std::string, unsigned>>{
+             {"internal", "qcow2", 0}, {"external", "raw", 100}, {"external-no-writeback", "raw", 0}})
+        std::cout << method_round(label, format, writeback, rounds).dump() << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::cerr << "usage: bench_overhead overhead|parallel|pause [rounds]\n";
+        std::cerr << "usage: bench_overhead overhead|parallel|pause|methods [rounds]\n";
         return 2;
     }
     const std::string what = argv[1];
@@ -284,6 +322,7 @@ int main(int argc, char** argv) {
         if (what == "overhead") overhead(rounds);
         else if (what == "parallel") parallel(rounds);
         else if (what == "pause") pause(rounds);
+        else if (what == "methods") methods(rounds);
         else throw std::runtime_error("unknown benchmark '" + what + "'");
     } catch (const std::exception& e) {
         std::cerr << "bench_overhead: " << e.what() << std::endl;

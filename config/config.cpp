@@ -148,6 +148,10 @@ const std::map<std::string, std::map<std::string, Setter>>& schema() {
               [](Config& c, const toml::node& n, const std::string& k) {
                   c.snapshots.external_headroom_mib = get_int(n, k, 0, 1'048'576);
               }},
+             {"external_writeback_ms",
+              [](Config& c, const toml::node& n, const std::string& k) {
+                  c.snapshots.external_writeback_ms = get_int(n, k, 0, 60'000);
+              }},
          }},
         {"jobs",
          {

@@ -68,6 +68,9 @@ struct SnapshotConfig {
     std::string external_dir;
     // Free space an external snapshot needs beyond its memory state: this much per overlay.
     unsigned external_headroom_mib = 256;
+    // An external memory snapshot's state file is written back to disk this often while the
+    // guest still runs (0: not at all, libvirt flushes it all inside the guest's pause).
+    unsigned external_writeback_ms = 100;
 };
 
 struct JobConfig {

@@ -16,6 +16,7 @@ struct EngineOptions {
     unsigned shutdown_timeout_s = config::SnapshotConfig{}.shutdown_timeout_s;
     std::string external_dir;  // where external snapshot files go that cannot sit next to a disk
     unsigned external_headroom_mib = config::SnapshotConfig{}.external_headroom_mib;
+    unsigned external_writeback_ms = config::SnapshotConfig{}.external_writeback_ms;
     std::chrono::seconds reconcile_interval = config::Config{}.reconcile_interval;
     unsigned history_days = config::JobConfig{}.history_days;
     std::chrono::milliseconds poll_interval{200};

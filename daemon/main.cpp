@@ -163,6 +163,7 @@ daemon::EngineOptions engine_options(const config::Config& cfg, daemon::Notifier
     eopts.external_dir = cfg.snapshots.external_dir.empty() ? (cfg.state_dir / "external").string()
                                                             : cfg.snapshots.external_dir;
     eopts.external_headroom_mib = cfg.snapshots.external_headroom_mib;
+    eopts.external_writeback_ms = cfg.snapshots.external_writeback_ms;
     eopts.reconcile_interval = cfg.reconcile_interval;
     eopts.history_days = cfg.jobs.history_days;
     eopts.schedules = cfg.schedules;

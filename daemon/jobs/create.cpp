@@ -160,7 +160,8 @@ private:
         try {
             // External: the memory file is written back while the guest still runs.
             std::optional<Writeback> writeback;
-            if (spec.method == SnapshotMethod::external && !spec.memory_file.empty()) writeback.emplace(spec.memory_file);
+            if (spec.method == SnapshotMethod::external && !spec.memory_file.empty() && s_.options.external_writeback_ms > 0)
+                writeback.emplace(spec.memory_file, std::chrono::milliseconds(s_.options.external_writeback_ms));
             ctx_.lane().create_snapshot(uuid_, spec);
         } catch (...) {
             s_.pauses.paused_ms(uuid_, std::chrono::milliseconds(0));

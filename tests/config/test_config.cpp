@@ -26,6 +26,9 @@ TEST_CASE("An empty file gives the documented defaults", "[config]") {
     CHECK(cfg.state_dir == "/var/lib/snapvirt");
     CHECK(cfg.snapshots.max_snapshots_per_instance == 10);
     CHECK(cfg.snapshots.shutdown_timeout_s == 120);
+    CHECK(cfg.snapshots.external_dir.empty());  // {state dir}/external
+    CHECK(cfg.snapshots.external_headroom_mib == 256);
+    CHECK(cfg.snapshots.external_writeback_ms == 100);
     CHECK(cfg.server.socket_mode == 0660);
     CHECK_NOTHROW(validate(cfg));
 }
@@ -48,6 +51,9 @@ uri = "test:///default"
 [snapshots]
 max_snapshots_per_instance = 0
 shutdown_timeout_s = 5
+external_dir = "/srv/snapvirt-external"
+external_headroom_mib = 64
+external_writeback_ms = 0
 [log]
 level = "debug"
 )",
@@ -61,6 +67,9 @@ level = "debug"
     CHECK(cfg.server.socket_mode == 0600);
     CHECK(cfg.libvirt_uri == "test:///default");
     CHECK(cfg.snapshots.max_snapshots_per_instance == 0);
+    CHECK(cfg.snapshots.external_dir == "/srv/snapvirt-external");
+    CHECK(cfg.snapshots.external_headroom_mib == 64);
+    CHECK(cfg.snapshots.external_writeback_ms == 0);
     CHECK(cfg.log_level == "debug");
 }
 
@@ -69,6 +78,7 @@ TEST_CASE("A bad key or value is refused with a message naming it", "[config]") 
     CHECK_THAT(error_of("[sever]\n"), Catch::Contains("unknown section 'sever'"));
     CHECK_THAT(error_of("[jobs]\nworkers = \"four\"\n"), Catch::Contains("'jobs.workers' must be an integer"));
     CHECK_THAT(error_of("[jobs]\nworkers = 0\n"), Catch::Contains("'jobs.workers' must be between 1 and 64"));
+    CHECK_THAT(error_of("[snapshots]\nexternal_writeback_ms = -1\n"), Catch::Contains("'snapshots.external_writeback_ms'"));
     CHECK_THAT(error_of("[log]\nlevel = \"loud\"\n"), Catch::Contains("'log.level'"));
     CHECK_THAT(error_of("[server]\nlisten = [\"nonsense\"]\n"), Catch::Contains("server.listen[0]"));
     CHECK_THAT(error_of("[server]\nlisten = [\"127.0.0.1:99999\"]\n"), Catch::Contains("not a port number"));
