@@ -6,6 +6,10 @@
 
 #include "tests/support/catch.hpp"
 
+#include <functional>
+#include <set>
+#include <string>
+
 namespace snapvirt::test {
 
 inline std::string error_code(const client::Response& r) {
@@ -43,6 +47,71 @@ inline nlohmann::json snapshots_of(const client::Client& c, const std::string& i
     auto r = c.get("/v1/instances/" + client::escape(instance) + "/snapshots");
     REQUIRE(r.status == 200);
     return r.json()["items"];
+}
+
+// ---- crash recovery: SIGKILL at a named point of a job -----------------------------------------
+
+inline std::set<std::string> catalog_names(const client::Client& c, const std::string& instance, bool ready_only) {
+    std::set<std::string> names;
+    for (const auto& s : snapshots_of(c, instance))
+        if (!ready_only || s["state"] == "ready") names.insert(s["name"].get<std::string>());
+    return names;
+}
+
+inline std::set<std::string> libvirt_names(const TestGuest& g, const std::set<std::string>& candidates) {
+    std::set<std::string> names;
+    for (const auto& n : candidates)
+        if (g.has_snapshot(n)) names.insert(n);
+    return names;
+}
+
+// After recovery: every job terminal, catalog and libvirt agree snapshot by snapshot.
+inline void check_consistent(const client::Client& c, const TestGuest& g, const std::set<std::string>& all_names) {
+    const auto jobs = c.get("/v1/jobs?instance=" + g.name()).json();
+    for (const auto& j : jobs["items"]) {
+        INFO(j.dump());
+        CHECK((j["state"] == "succeeded" || j["state"] == "failed" || j["state"] == "cancelled"));
+    }
+    for (const auto& s : snapshots_of(c, g.name())) {
+        INFO(s.dump());
+        CHECK(s["state"] == "ready");
+    }
+    CHECK(catalog_names(c, g.name(), false) == libvirt_names(g, all_names));
+    CHECK(static_cast<int>(catalog_names(c, g.name(), false).size()) == g.snapshot_count());
+}
+
+// Starts the daemon with a pause at `point`, runs `begin` (which starts a job and returns its
+// id), kills the daemon with SIGKILL while it waits at that point, restarts it and returns the
+// job as recovery finished it.
+inline nlohmann::json kill_at(Daemon& d, const std::string& point, const std::function<std::string()>& begin) {
+    const std::string id = begin();
+    REQUIRE(eventually([&] { return d.log().find("at '" + point + "'") != std::string::npos; }, std::chrono::seconds(60), std::chrono::milliseconds(20)));
+    d.kill();
+    d.options().env.clear();
+    d.start();
+    auto c = d.client();
+    nlohmann::json job;
+    REQUIRE(eventually(
+        [&] {
+            job = c.get("/v1/jobs/" + id).json();
+            return job["state"] != "queued" && job["state"] != "running";
+        },
+        std::chrono::seconds(30)));
+    return job;
+}
+
+inline DaemonOptions delayed(const std::string& point) {
+    DaemonOptions o;
+    o.env["SNAPVIRT_TEST_DELAYS"] = point + "=30000";
+    return o;
+}
+
+inline std::string start_job(const client::Client& c, const std::string& method, const std::string& target,
+                      const nlohmann::json& body = nlohmann::json::object()) {
+    auto r = c.send(method, target, method == "DELETE" ? std::string() : body.dump(), {});
+    INFO(r.body);
+    REQUIRE(r.status == 202);
+    return r.json()["job"]["id"];
 }
 
 }  // namespace snapvirt::test

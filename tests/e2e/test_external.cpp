@@ -65,6 +65,41 @@ std::string active_disk(const TestGuest& g) {
 
 std::string path_of(const json& snapshot) { return "/v1/snapshots/" + snapshot["id"].get<std::string>(); }
 
+// Every file the domain's definitions (running and persistent) name for its disks' chains.
+std::set<std::string> domain_files(const TestGuest& g) {
+    std::set<std::string> out;
+    virConnectPtr conn = virConnectOpen(libvirt_uri().c_str());
+    REQUIRE(conn);
+    virDomainPtr dom = virDomainLookupByUUIDString(conn, g.uuid().c_str());
+    for (unsigned flags : {0u, static_cast<unsigned>(VIR_DOMAIN_XML_INACTIVE)}) {
+        char* xml = dom ? virDomainGetXMLDesc(dom, flags) : nullptr;
+        const std::string doc = xml ? xml : "";
+        free(xml);
+        for (auto at = doc.find("<source file='"); at != std::string::npos; at = doc.find("<source file='", at + 1)) {
+            const auto start = at + std::string("<source file='").size();
+            out.insert(doc.substr(start, doc.find('\'', start) - start));
+        }
+    }
+    if (dom) virDomainFree(dom);
+    virConnectClose(conn);
+    return out;
+}
+
+// No orphan: every snapvirt-{id}* file in `dir` belongs to a snapshot the catalog has, or a
+// disk chain of the domain still uses it.
+void check_no_orphans(const client::Client& c, const TestGuest& g, const fs::path& dir) {
+    std::set<std::string> ids;
+    for (const auto& s : snapshots_of(c, g.name())) ids.insert(s["id"].get<std::string>());
+    const auto used = domain_files(g);
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("snapvirt-", 0) != 0) continue;
+        const std::string id = name.substr(9, 36);
+        INFO(name);
+        CHECK((ids.count(id) || used.count(e.path().string())));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("Without libvirt 9.7, what needs an external snapshot is refused and internal works as before",
@@ -285,4 +320,72 @@ TEST_CASE("An external snapshot that does not fit is 507 insufficient_storage an
     CHECK(snapshots_of(c, g.name()).empty());
     CHECK(c.get("/v1/jobs?instance=" + g.name()).json()["items"].empty());
     CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);  // the disk alone
+}
+
+TEST_CASE("SIGKILL at every step of external create, revert and delete: no job left, no orphan file",
+          "[e2e][external][recovery]") {
+    {
+        Daemon probe;
+        if (!external_revert(probe.client())) {
+            SUCCEED("libvirt before 9.7: no external snapshots to recover");
+            return;
+        }
+    }
+    for (const std::string point : {"saving", "saving.after", "snapshotting", "snapshotting.after"}) {
+        DYNAMIC_SECTION("create, killed at " << point) {
+            OwnDir dir;
+            const bool memory = point.rfind("saving", 0) == 0;
+            TestGuest g({.tag = "kext", .disk_format = "raw", .running = memory, .disk_dir = dir.path});
+            if (memory) g.wait_booted();
+            Daemon d(delayed(point));
+            const json body = memory ? json{{"mode", "memory"}, {"name", "k"}} : json{{"mode", "stopped"}, {"name", "k"}};
+            auto job = kill_at(d, point, [&] {
+                return start_job(d.client(), "POST", "/v1/instances/" + g.name() + "/snapshots", body);
+            });
+            auto c = d.client();
+            INFO(job.dump());
+            CHECK(job["recovered"] == true);
+            const bool after = point.find(".after") != std::string::npos;
+            CHECK(job["state"] == (after ? "succeeded" : "failed"));
+            CHECK(g.has_snapshot("k") == after);
+            CHECK(g.state() == (memory ? "running" : "shutoff"));
+            check_consistent(c, g, {"k"});
+            check_no_orphans(c, g, dir.path);
+            if (after) {
+                const auto s = snapshots_of(c, g.name()).at(0);
+                CHECK(s["method"] == "external");
+                CHECK(s["size_bytes"].get<std::uint64_t>() > 0);
+            }
+        }
+    }
+    for (const std::string point : {"reverting", "reverting.after", "deleting", "deleting.after"}) {
+        DYNAMIC_SECTION("killed at " << point) {
+            OwnDir dir;
+            TestGuest g({.tag = "kext2", .disk_format = "raw", .running = false, .disk_dir = dir.path});
+            Daemon d(delayed(point));
+            auto c = d.client();
+            auto one = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "r1"}});
+            auto two = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "r2"}});
+            REQUIRE(two.job["state"] == "succeeded");
+            const bool revert = point.rfind("reverting", 0) == 0;
+            auto job = kill_at(d, point, [&] {
+                return revert ? start_job(c, "POST", path_of(one.snapshot) + "/revert")
+                              : start_job(c, "DELETE", path_of(two.snapshot));
+            });
+            c = d.client();
+            INFO(job.dump());
+            CHECK(job["recovered"] == true);
+            const bool after = point.find(".after") != std::string::npos;
+            CHECK(job["state"] == (after ? "succeeded" : "failed"));
+            if (revert) CHECK(g.current_snapshot() == (after ? "r1" : "r2"));
+            if (!revert) CHECK(g.has_snapshot("r2") == !after);
+            CHECK(g.state() == "shutoff");
+            check_consistent(c, g, {"r1", "r2"});
+            check_no_orphans(c, g, dir.path);
+            // Whatever is left can still be deleted, with its subtree.
+            REQUIRE(run_job(c, c.del(path_of(one.snapshot) + "?children=true"))["state"] == "succeeded");
+            CHECK(g.snapshot_count() == 0);
+            check_no_orphans(c, g, dir.path);
+        }
+    }
 }
