@@ -165,14 +165,16 @@ TEST_CASE("A test guest that fails half-way leaves no loop device and no file be
     const fs::path dir = make_temp_dir("snapvirt-guests");
     // libvirt refuses a domain without memory: the guest fails after its image and loop device
     // were made.
-    CHECK_THROWS(TestGuest({.tag = "broken", .memory_mib = 0, .disk_format = "raw", .disk_dir = dir,
-                            .firmware = Firmware::efi, .disk_kind = DiskKind::block}));
+    CHECK_THROWS_WITH(TestGuest({.tag = "broken", .memory_mib = 0, .disk_format = "raw", .disk_dir = dir,
+                                 .firmware = Firmware::efi, .disk_kind = DiskKind::block}),
+                      Catch::Contains("Defining test domain failed"));
     CHECK(fs::is_empty(dir));
     const std::string loops = command_output("losetup --list --noheadings --output BACK-FILE");
     INFO(loops);
     CHECK(loops.find(dir.string()) == std::string::npos);
     // A block guest's image is raw by definition.
-    CHECK_THROWS(TestGuest({.tag = "blkqcow", .disk_dir = dir, .disk_kind = DiskKind::block}));
+    CHECK_THROWS_WITH(TestGuest({.tag = "blkqcow", .disk_dir = dir, .disk_kind = DiskKind::block}),
+                      Catch::Contains("must be 'raw'"));
     CHECK(fs::is_empty(dir));
     fs::remove_all(dir);
 }
