@@ -10,14 +10,16 @@ BUILD_DIR="${SNAPVIRT_BUILD_DIR:-$SNAPVIRT_ROOT/build}"
 log() { printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-BUILD_PACKAGES=(cmake g++ make pkg-config nasm libvirt-dev libboost-dev nlohmann-json3-dev catch2
+# nasm and mtools make the test guests (tests/guest: a boot sector, and an EFI program on a FAT image).
+BUILD_PACKAGES=(cmake g++ make pkg-config nasm mtools libvirt-dev libboost-dev nlohmann-json3-dev catch2
   libsqlite3-dev libtomlplusplus-dev libspdlog-dev libcli11-dev libsystemd-dev libssl-dev libxml2-dev
   libhowardhinnant-date-dev)
 RUNTIME_PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   curl ca-certificates jq tzdata)
 # What only the tests need. Each scripts/lib/deps-*.sh adds its packages here and may name a
 # function in TEST_SETUP that scripts/test runs after the packages are in (npm installs etc.).
-TEST_PACKAGES=(openssl)
+# ovmf: the UEFI firmware of the e2e tests' EFI guests (tests/support/guest.cpp).
+TEST_PACKAGES=(openssl ovmf)
 TEST_SETUP=()
 for deps in "$SNAPVIRT_ROOT"/scripts/lib/deps-*.sh; do
   [ -e "$deps" ] && source "$deps"

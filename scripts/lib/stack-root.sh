@@ -12,11 +12,12 @@ STACK_MIRROR=${SNAPVIRT_STACK_MIRROR:-http://deb.debian.org/debian}
 
 # The packages a lane's root needs. scripts/lib/common.sh's lists are Debian 12's names; the
 # names that differ in a suite are mapped here. The suites a root does not run (sanitizer, fuzz,
-# browser, OpenAPI: lane 12 only) bring no packages.
+# browser, OpenAPI: lane 12 only) bring no packages; of the test packages, the root gets those of
+# the suites it runs (ovmf for the e2e tests' EFI guests, systemd… for packaging).
 stack_root_packages() {
   local suite=$1
   local p
-  for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" openssl passwd systemd dpkg-dev file strace \
+  for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" openssl ovmf passwd systemd dpkg-dev file strace \
       procps util-linux; do
     printf '%s\n' "$p"
   done | sort -u
