@@ -9,6 +9,8 @@
 #include <libvirt/libvirt.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -388,4 +390,146 @@ TEST_CASE("SIGKILL at every step of external create, revert and delete: no job l
             check_no_orphans(c, g, dir.path);
         }
     }
+}
+
+namespace {
+
+std::string file_bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("A UEFI guest: external snapshots with and without RAM; revert brings back RAM and the NVRAM "
+          "of the snapshot's moment",
+          "[e2e][external][uefi]") {
+    OwnDir dir;
+    TestGuest g({.tag = "efi", .memory_mib = 128, .fill_mib = 16, .disk_dir = dir.path, .firmware = Firmware::efi});
+    Daemon d;
+    auto c = d.client();
+    if (!external_revert(c)) {
+        auto r = c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "stopped"}});
+        CHECK(error_code(r) == "unsupported_libvirt");  // UEFI needs the external method
+        return;
+    }
+    g.wait_booted();
+    REQUIRE(TestGuest::nvram_boot_count(g.nvram()) == std::optional<std::uint64_t>(1));
+
+    // With RAM: external (pflash firmware), the NVRAM copied beside the memory state.
+    const std::uint64_t before = g.counter();
+    auto ram = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "uefi-ram"}});
+    INFO(ram.job.dump());
+    REQUIRE(ram.job["state"] == "succeeded");
+    const std::uint64_t at_snapshot = g.counter();
+    const std::string ram_id = ram.snapshot["id"];
+    CHECK(ram.snapshot["method"] == "external");
+    CHECK(files_of(dir.path, ram_id) == std::set<std::string>{"snapvirt-" + ram_id + ".mem",
+                                                              "snapvirt-" + ram_id + "-vda.qcow2",
+                                                              "snapvirt-" + ram_id + ".nvram"});
+    const std::string ram_nvram = file_bytes(dir.path / ("snapvirt-" + ram_id + ".nvram"));
+    CHECK(TestGuest::nvram_boot_count(dir.path / ("snapvirt-" + ram_id + ".nvram")) == std::optional<std::uint64_t>(1));
+
+    // A reboot after the snapshot changes the NVRAM (the program counts its boots there).
+    g.destroy();
+    g.start();
+    g.wait_booted();
+    REQUIRE(TestGuest::nvram_boot_count(g.nvram()) == std::optional<std::uint64_t>(2));
+    std::this_thread::sleep_for(2s);
+    const std::uint64_t before_revert = g.counter();
+    auto reverted = run_job(c, c.post(path_of(ram.snapshot) + "/revert", json::object()));
+    INFO(reverted.dump());
+    REQUIRE(reverted["state"] == "succeeded");
+    CHECK(g.state() == "running");
+    const std::uint64_t after_revert = g.counter();
+    INFO("before=" << before << " at_snapshot=" << at_snapshot << " before_revert=" << before_revert
+                   << " after_revert=" << after_revert);
+    CHECK(after_revert >= before);
+    CHECK(after_revert < at_snapshot + 150);  // 100 Hz: within 1.5 s of the snapshot's moment
+    CHECK(g.efi_boot_count() == 1);           // RAM of the first boot
+    CHECK(file_bytes(g.nvram()) == ram_nvram);  // and its NVRAM
+
+    // Without RAM: the guest forced off (the program ignores ACPI), its disks and NVRAM kept.
+    auto cold = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "uefi-cold"}, {"force_stop", true},
+                                            {"shutdown_timeout_s", 2}, {"keep_stopped", true}});
+    INFO(cold.job.dump());
+    REQUIRE(cold.job["state"] == "succeeded");
+    const std::string cold_id = cold.snapshot["id"];
+    CHECK(cold.snapshot["method"] == "external");
+    CHECK(cold.snapshot["parent_id"] == ram_id);
+    REQUIRE(g.state() == "shutoff");
+    const std::string cold_nvram = file_bytes(g.nvram());
+    CHECK(file_bytes(dir.path / ("snapvirt-" + cold_id + ".nvram")) == cold_nvram);
+    g.start();  // boot count 2 in the NVRAM
+    g.wait_booted();
+    g.destroy();
+    REQUIRE(file_bytes(g.nvram()) != cold_nvram);
+    auto back = run_job(c, c.post(path_of(cold.snapshot) + "/revert", json::object()));
+    INFO(back.dump());
+    REQUIRE(back["state"] == "succeeded");
+    CHECK(g.state() == "shutoff");
+    CHECK(file_bytes(g.nvram()) == cold_nvram);  // put back by snapvirt: libvirt leaves it as it is
+    auto started = run_job(c, c.post(path_of(cold.snapshot) + "/revert", {{"start", "running"}}));
+    REQUIRE(started["state"] == "succeeded");
+    g.wait_booted();
+    CHECK(g.efi_boot_count() == 2);  // counted on from the snapshot's NVRAM
+
+    // Both go; nothing of theirs is left but what the disk chain uses.
+    auto gone = run_job(c, c.del(path_of(ram.snapshot) + "?children=true"));
+    INFO(gone.dump());
+    REQUIRE(gone["state"] == "succeeded");
+    CHECK(g.snapshot_count() == 0);
+    check_no_orphans(c, g, dir.path);
+}
+
+TEST_CASE("A guest on a block device (LVM-like, a loop device): external snapshots go to external_dir",
+          "[e2e][external][block]") {
+    OwnDir dir;
+    TestGuest g({.tag = "blk", .memory_mib = 64, .fill_mib = 24, .disk_format = "raw", .disk_dir = dir.path,
+                 .disk_kind = DiskKind::block});
+    OwnDir ext;
+    Daemon d({.config = "[snapshots]\nexternal_dir = \"" + ext.path.string() + "\"\n"});
+    auto c = d.client();
+    if (!external_revert(c)) {
+        CHECK(error_code(c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "memory"}})) ==
+              "unsupported_libvirt");
+        return;
+    }
+    g.wait_booted();
+    const std::uint64_t before = g.counter();
+    auto ram = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "blk-ram"}});
+    INFO(ram.job.dump());
+    REQUIRE(ram.job["state"] == "succeeded");
+    const std::uint64_t at_snapshot = g.counter();
+    const std::string id = ram.snapshot["id"];
+    CHECK(ram.snapshot["method"] == "external");
+    const fs::path own = ext.path / g.uuid();
+    CHECK(files_of(own, id) == std::set<std::string>{"snapvirt-" + id + ".mem", "snapvirt-" + id + "-vda.qcow2"});
+    CHECK(fs::status(own).permissions() == fs::perms::owner_all);
+
+    // A stopped snapshot on top, then a pattern on the disk and RAM that runs on: reverting to
+    // the memory snapshot brings both back.
+    auto cold = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "blk-cold"}, {"force_stop", true},
+                                            {"shutdown_timeout_s", 1}, {"keep_stopped", true}});
+    REQUIRE(cold.job["state"] == "succeeded");
+    std::string out;
+    const std::string top = active_disk(g);
+    REQUIRE(TestGuest::qemu_io(top, "write -P 0xcd 512k 4k", &out) == 0);
+    auto reverted = run_job(c, c.post(path_of(ram.snapshot) + "/revert", json::object()));
+    INFO(reverted.dump());
+    REQUIRE(reverted["state"] == "succeeded");
+    CHECK(g.state() == "running");
+    const std::uint64_t after = g.counter();
+    CHECK(after >= before);
+    CHECK(after < at_snapshot + 1500);
+    g.destroy();
+    CHECK(TestGuest::qemu_io(active_disk(g), "read -P 0xcd 512k 4k", &out) != 0);
+
+    // Subtree delete: both gone, the block device's chain merged back, no file left behind.
+    auto gone = run_job(c, c.del(path_of(ram.snapshot) + "?children=true"));
+    INFO(gone.dump());
+    REQUIRE(gone["state"] == "succeeded");
+    CHECK(g.snapshot_count() == 0);
+    check_no_orphans(c, g, own);
+    check_no_orphans(c, g, dir.path);
 }
