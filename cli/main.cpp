@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
     s_create->add_option("--method", create.method,
                          "auto (default: the instance's method; with none, internal where it can cover the instance, "
                          "else external), internal (inside the qcow2 disks) or external (an overlay per disk and a "
-                         "memory file: raw/LVM disks, UEFI guests; libvirt 9.7 or newer)")
+                         "memory file: raw image files, UEFI guests; libvirt 9.7 or newer)")
         ->check(CLI::IsMember({"auto", "internal", "external"}));
     auto* o_name = s_create->add_option("--name", create_name, "libvirt snapshot name (default INSTANCE-YYYYMMDD-HHMMSS)")->type_name("NAME");
     auto* o_display = s_create->add_option("--display-name", create_display, "Display name (default the name)")->type_name("TEXT");

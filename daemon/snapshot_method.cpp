@@ -16,6 +16,16 @@ const hv::DiskInfo* non_qcow2_disk(const hv::DomainConfig& config) {
     return nullptr;
 }
 
+// The first writable disk that is not an image file (a block device such as an LVM volume, a
+// network or pool volume): libvirt 11.3 refuses to revert an external snapshot whose disk state
+// is such a device ("source disk ... is not a regular file, reverting to snapshot is not
+// supported"), which the first external snapshot of such a disk always is.
+const hv::DiskInfo* non_file_disk(const hv::DomainConfig& config) {
+    for (const auto& d : config.disks)
+        if (d.device == "disk" && !d.readonly && !d.excluded && d.type != "file") return &d;
+    return nullptr;
+}
+
 std::string format_of(const hv::DiskInfo& d) { return d.format.empty() ? "of unknown format" : d.format; }
 
 // " (its disk 'vda' is raw)": why internal will not do, for messages; empty if it would.
@@ -67,6 +77,15 @@ SnapshotMethod choose_method(const MethodFacts& f) {
         method = obstacle ? SnapshotMethod::external : SnapshotMethod::internal;
     }
     if (method == SnapshotMethod::internal && obstacle) throw *obstacle;
+    if (method == SnapshotMethod::external && f.libvirt >= hv::libvirt_external_revert)
+        if (const hv::DiskInfo* d = non_file_disk(f.config))
+            throw ApiError(ErrorCode::unsupported_disk,
+                           "Disk " + in_quotes(d->target) + " of instance " + in_quotes(f.instance) + " is a " + d->type +
+                               " device (" + d->source +
+                               "); libvirt " + f.libvirt.to_string() +
+                               " cannot revert an external snapshot whose disk is not a regular file, and snapvirt "
+                               "takes no snapshot that cannot be reverted. Disks in image files work with either method.",
+                           {{"disk", d->target}, {"format", d->format}, {"source", d->source}});
     if (method == SnapshotMethod::external && f.libvirt < hv::libvirt_external_revert)
         throw ApiError(ErrorCode::unsupported_libvirt,
                        "Instance " + in_quotes(f.instance) + " needs an external snapshot" + why_external(f.config) +

@@ -7,7 +7,9 @@
 #include "config/text.hpp"
 
 #include <array>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 namespace snapvirt::daemon {
 
@@ -38,7 +40,7 @@ public:
                      {"guest_was", hv::to_string(before.state)},
                      {"current_before", before.current_snapshot.value_or("")}});
         ctx_.phase(JobPhase::reverting);
-        ctx_.lane().revert_snapshot(uuid_, snap.name, spec);
+        revert_in_libvirt(snap, spec);
         if (!nvram_copy.empty()) restore_nvram(nvram_copy, start_after);
         s_.test_delay(std::string(to_string(JobPhase::reverting)) + ".after");
         try {
@@ -67,6 +69,23 @@ public:
     void succeeded(double seconds) override { s_.metrics.revert_took(seconds); }
 
 private:
+    // libvirt (11.3) names the overlay an external revert starts as "<image>.<Unix seconds>" and
+    // refuses, before changing anything, when that file exists: a second revert within the
+    // same second. Then it is tried once more in the next second.
+    void revert_in_libvirt(const Snapshot& snap, const hv::RevertSpec& spec) {
+        try {
+            ctx_.lane().revert_snapshot(uuid_, snap.name, spec);
+        } catch (const hv::Error& err) {
+            const std::string what = err.what();
+            if (snap.method != SnapshotMethod::external || what.find("already exists") == std::string::npos) throw;
+            const auto now = std::chrono::system_clock::now().time_since_epoch();
+            std::this_thread::sleep_for(std::chrono::seconds(1) - (now % std::chrono::seconds(1)) +
+                                        std::chrono::milliseconds(20));
+            spdlog::info("job={} reverts again in the next second: {}", ctx_.job().id, what);
+            ctx_.lane().revert_snapshot(uuid_, snap.name, spec);
+        }
+    }
+
     // The NVRAM copy to put back on revert: a stopped external snapshot's, if it has one.
     static std::string nvram_copy_of(const Snapshot& snap) {
         if (snap.method != SnapshotMethod::external || snap.mode != SnapshotMode::stopped) return "";

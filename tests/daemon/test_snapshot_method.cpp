@@ -122,6 +122,25 @@ TEST_CASE("External needs a libvirt that reverts it: unsupported_libvirt with th
           SnapshotMethod::internal);
 }
 
+TEST_CASE("A disk that is no image file (block device, LVM) cannot be snapshotted externally where it would be "
+          "unrevertable",
+          "[method]") {
+    auto lvm = disk("vda", "raw", "/dev/vg0/web");
+    lvm.type = "block";
+    try {
+        choose_method(facts(MethodChoice::automatic, config({lvm}), libvirt11));
+        FAIL("not refused");
+    } catch (const api::ApiError& e) {
+        CHECK(e.code() == ErrorCode::unsupported_disk);
+        CHECK(e.details()["source"] == "/dev/vg0/web");
+        CHECK_THAT(std::string(e.what()), Catch::Contains("not a regular file"));
+    }
+    // On 9.0 the libvirt is the first obstacle; a qcow2 image file next to it is none.
+    CHECK(refusal(facts(MethodChoice::automatic, config({lvm}), libvirt9)) == ErrorCode::unsupported_libvirt);
+    CHECK(choose_method(facts(MethodChoice::external, config({disk("vda", "qcow2")}), libvirt11)) ==
+          SnapshotMethod::external);
+}
+
 namespace {
 
 Snapshot ext(const std::string& id, std::optional<std::string> parent, bool current = false) {

@@ -482,7 +482,7 @@ TEST_CASE("A UEFI guest: external snapshots with and without RAM; revert brings 
     check_no_orphans(c, g, dir.path);
 }
 
-TEST_CASE("A guest on a block device (LVM-like, a loop device): external snapshots go to external_dir",
+TEST_CASE("A guest on a block device (LVM-like, a loop device) is refused before anything is touched",
           "[e2e][external][block]") {
     OwnDir dir;
     TestGuest g({.tag = "blk", .memory_mib = 64, .fill_mib = 24, .disk_format = "raw", .disk_dir = dir.path,
@@ -490,46 +490,18 @@ TEST_CASE("A guest on a block device (LVM-like, a loop device): external snapsho
     OwnDir ext;
     Daemon d({.config = "[snapshots]\nexternal_dir = \"" + ext.path.string() + "\"\n"});
     auto c = d.client();
-    if (!external_revert(c)) {
-        CHECK(error_code(c.post("/v1/instances/" + g.name() + "/snapshots", {{"mode", "memory"}})) ==
-              "unsupported_libvirt");
-        return;
-    }
     g.wait_booted();
-    const std::uint64_t before = g.counter();
-    auto ram = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "blk-ram"}});
-    INFO(ram.job.dump());
-    REQUIRE(ram.job["state"] == "succeeded");
-    const std::uint64_t at_snapshot = g.counter();
-    const std::string id = ram.snapshot["id"];
-    CHECK(ram.snapshot["method"] == "external");
-    const fs::path own = ext.path / g.uuid();
-    CHECK(files_of(own, id) == std::set<std::string>{"snapvirt-" + id + ".mem", "snapvirt-" + id + "-vda.qcow2"});
-    CHECK(fs::status(own).permissions() == fs::perms::owner_all);
-
-    // A stopped snapshot on top, then a pattern on the disk and RAM that runs on: reverting to
-    // the memory snapshot brings both back.
-    auto cold = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "blk-cold"}, {"force_stop", true},
-                                            {"shutdown_timeout_s", 1}, {"keep_stopped", true}});
-    REQUIRE(cold.job["state"] == "succeeded");
-    std::string out;
-    const std::string top = active_disk(g);
-    REQUIRE(TestGuest::qemu_io(top, "write -P 0xcd 512k 4k", &out) == 0);
-    auto reverted = run_job(c, c.post(path_of(ram.snapshot) + "/revert", json::object()));
-    INFO(reverted.dump());
-    REQUIRE(reverted["state"] == "succeeded");
-    CHECK(g.state() == "running");
-    const std::uint64_t after = g.counter();
-    CHECK(after >= before);
-    CHECK(after < at_snapshot + 1500);
-    g.destroy();
-    CHECK(TestGuest::qemu_io(active_disk(g), "read -P 0xcd 512k 4k", &out) != 0);
-
-    // Subtree delete: both gone, the block device's chain merged back, no file left behind.
-    auto gone = run_job(c, c.del(path_of(ram.snapshot) + "?children=true"));
-    INFO(gone.dump());
-    REQUIRE(gone["state"] == "succeeded");
+    // libvirt 11.3 refuses to revert an external snapshot whose disk is a block device (seen
+    // here: "source disk for 'vda' is not a regular file, reverting to snapshot is not
+    // supported"), and the first snapshot of such a disk always is one: never taken.
+    for (const json& body : {json{{"mode", "memory"}}, json{{"mode", "stopped"}, {"method", "external"}}}) {
+        auto r = c.post("/v1/instances/" + g.name() + "/snapshots", body);
+        INFO(r.body);
+        CHECK(r.status == 422);
+        CHECK(error_code(r) == (external_revert(c) ? "unsupported_disk" : "unsupported_libvirt"));
+    }
     CHECK(g.snapshot_count() == 0);
-    check_no_orphans(c, g, own);
-    check_no_orphans(c, g, dir.path);
+    CHECK(snapshots_of(c, g.name()).empty());
+    CHECK(fs::directory_iterator(ext.path) == fs::directory_iterator());
+    CHECK(g.state() == "running");
 }

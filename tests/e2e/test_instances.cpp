@@ -157,7 +157,8 @@ TEST_CASE("The host reports the versions the connected libvirtd reports", "[e2e]
     // Reverting external snapshots came with libvirt 9.7.0.
     CHECK(host["capabilities"]["external_revert"] == (lib >= 9007000));
     CHECK(host["capabilities"]["modes"] == nlohmann::json{"memory", "stopped"});
-    CHECK(host["capabilities"]["methods"] == nlohmann::json{"internal"});
+    CHECK(host["capabilities"]["methods"] ==
+          (lib >= 9007000 ? nlohmann::json{"internal", "external"} : nlohmann::json{"internal"}));
 
     // A read token is enough; no token is not.
     CHECK(client::Client(d.url()).get("/v1/host").status == 401);
