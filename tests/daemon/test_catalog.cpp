@@ -150,7 +150,7 @@ TEST_CASE("Idempotency keys expire after their window", "[catalog]") {
     CHECK(c.forget_idempotent_before(2000) == 1);
 }
 
-TEST_CASE("A snapshot's method and files survive a reopen; older rows read as internal", "[catalog]") {
+TEST_CASE("A snapshot's method and files survive a reopen, older rows read as internal", "[catalog]") {
     TempCatalog t;
     t.catalog->upsert_instance({"u1", "web1", "running", 64, 1, true});
     Snapshot ext = snap("s1", "u1", "a");

@@ -213,7 +213,7 @@ TEST_CASE("A raw-disk guest's memory snapshot is external: the guest runs on, re
         for (const auto& f : files_of(dir.path, sid)) CHECK((dir.path / f).string() == top);
 }
 
-TEST_CASE("A raw-disk guest's stopped snapshot is a disk-only external one; revert restores the disk",
+TEST_CASE("A raw-disk guest's stopped snapshot is a disk-only external one, revert restores the disk",
           "[e2e][external]") {
     OwnDir dir;
     TestGuest g({.tag = "extdisk", .disk_format = "raw", .disk_dir = dir.path});
@@ -401,7 +401,7 @@ std::string file_bytes(const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("A UEFI guest: external snapshots with and without RAM; revert brings back RAM and the NVRAM "
+TEST_CASE("A UEFI guest: external snapshots with and without RAM, revert brings back RAM and the NVRAM "
           "of the snapshot's moment",
           "[e2e][external][uefi]") {
     OwnDir dir;
