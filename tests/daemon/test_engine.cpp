@@ -388,5 +388,8 @@ TEST_CASE("The host's versions and name are what libvirt says, answered from the
     CHECK_FALSE(host.stale);
     CHECK(host.capabilities.external_revert == (lib >= 9007000));
     CHECK(host.capabilities.modes == std::vector<SnapshotMode>{SnapshotMode::memory, SnapshotMode::stopped});
-    CHECK(host.capabilities.methods == std::vector<SnapshotMethod>{SnapshotMethod::internal});
+    // External snapshots where libvirt can also revert them.
+    CHECK(host.capabilities.methods ==
+          (lib >= 9007000 ? std::vector<SnapshotMethod>{SnapshotMethod::internal, SnapshotMethod::external}
+                          : std::vector<SnapshotMethod>{SnapshotMethod::internal}));
 }
