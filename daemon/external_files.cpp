@@ -59,7 +59,7 @@ ExternalPlan plan_external_files(const hv::DomainConfig& config, const std::stri
     ExternalPlan plan;
     fs::path beside;  // the first disk directory snapvirt may write into
     for (const auto& d : config.disks) {
-        if (d.device != "disk" || d.readonly || d.excluded) continue;
+        if (!d.snapshotted()) continue;
         fs::path dir = own;
         if (d.type == "file" && !d.source.empty() && writable_directory(fs::path(d.source).parent_path())) {
             dir = fs::path(d.source).parent_path();

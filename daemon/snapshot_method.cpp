@@ -9,11 +9,17 @@ using api::ErrorCode;
 
 namespace {
 
+// The first disk a snapshot covers for which `pred` holds, or null.
+template <class Pred>
+const hv::DiskInfo* first_snapshotted_disk(const hv::DomainConfig& config, Pred pred) {
+    for (const auto& d : config.disks)
+        if (d.snapshotted() && pred(d)) return &d;
+    return nullptr;
+}
+
 // The first writable disk internal snapshots cannot cover, or null.
 const hv::DiskInfo* non_qcow2_disk(const hv::DomainConfig& config) {
-    for (const auto& d : config.disks)
-        if (d.device == "disk" && !d.readonly && !d.excluded && d.format != "qcow2") return &d;
-    return nullptr;
+    return first_snapshotted_disk(config, [](const hv::DiskInfo& d) { return d.format != "qcow2"; });
 }
 
 // The first writable disk that is not an image file (a block device such as an LVM volume, a
@@ -21,9 +27,7 @@ const hv::DiskInfo* non_qcow2_disk(const hv::DomainConfig& config) {
 // is such a device ("source disk ... is not a regular file, reverting to snapshot is not
 // supported"), which the first external snapshot of such a disk always is.
 const hv::DiskInfo* non_file_disk(const hv::DomainConfig& config) {
-    for (const auto& d : config.disks)
-        if (d.device == "disk" && !d.readonly && !d.excluded && d.type != "file") return &d;
-    return nullptr;
+    return first_snapshotted_disk(config, [](const hv::DiskInfo& d) { return d.type != "file"; });
 }
 
 std::string format_of(const hv::DiskInfo& d) { return d.format.empty() ? "of unknown format" : d.format; }

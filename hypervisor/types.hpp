@@ -37,6 +37,8 @@ struct DiskInfo {
     std::string source;
     bool readonly = false;
     bool excluded = false;  // snapshot='no'
+    // A writable disk that a snapshot covers (not a CD, not read-only, not snapshot='no').
+    bool snapshotted() const { return device == "disk" && !readonly && !excluded; }
 };
 
 struct DomainConfig {

@@ -85,6 +85,16 @@ private:
     XPathContext ctx_;
 };
 
+// Appends the file or device each <source> found by `xpath` names (a disk and its backing chain).
+void append_source_files(Query& q, const char* xpath, std::vector<std::string>& out) {
+    for (xmlNodePtr src : q.nodes(xpath)) {
+        for (const char* a : {"file", "dev"}) {
+            std::string f = Query::attr(src, a);
+            if (!f.empty()) out.push_back(std::move(f));
+        }
+    }
+}
+
 void check(int rc) {
     if (rc < 0) throw Error(Error::Kind::failed, "Writing XML failed.");
 }
@@ -169,12 +179,7 @@ SnapshotInfo parse_snapshot(const std::string& text) {
     s.display_name = q.text("/domainsnapshot/domain/metadata/sv:snapshot/sv:display-name");
     s.files = s.overlays;
     if (!s.memory_file.empty()) s.files.push_back(s.memory_file);
-    for (xmlNodePtr src : q.nodes("/domainsnapshot/domain/devices/disk//source")) {
-        for (const char* a : {"file", "dev"}) {
-            std::string f = Query::attr(src, a);
-            if (!f.empty()) s.files.push_back(std::move(f));
-        }
-    }
+    append_source_files(q, "/domainsnapshot/domain/devices/disk//source", s.files);
     if (auto nvram = q.text("/domainsnapshot/domain/os/nvram")) s.files.push_back(*nvram);
     return s;
 }
@@ -202,12 +207,7 @@ DomainConfig parse_domain(const std::string& text) {
     }
     if (xmlNodePtr loader = q.node("/domain/os/loader")) cfg.pflash_firmware = Query::attr(loader, "type") == "pflash";
     cfg.nvram = q.text("/domain/os/nvram").value_or("");
-    for (xmlNodePtr src : q.nodes("/domain/devices/disk//source")) {
-        for (const char* a : {"file", "dev"}) {
-            std::string f = Query::attr(src, a);
-            if (!f.empty()) cfg.files.push_back(std::move(f));
-        }
-    }
+    append_source_files(q, "/domain/devices/disk//source", cfg.files);
     if (!cfg.nvram.empty()) cfg.files.push_back(cfg.nvram);
     if (xmlNodePtr os = q.node("/domain/os"); os && Query::attr(os, "firmware") == "efi") cfg.pflash_firmware = true;
     return cfg;

@@ -6,6 +6,7 @@
 
 #include "tests/support/catch.hpp"
 
+#include <cstdint>
 #include <functional>
 #include <set>
 #include <string>
@@ -47,6 +48,18 @@ inline nlohmann::json snapshots_of(const client::Client& c, const std::string& i
     auto r = c.get("/v1/instances/" + client::escape(instance) + "/snapshots");
     REQUIRE(r.status == 200);
     return r.json()["items"];
+}
+
+// A reverted memory snapshot brought the guest's RAM back: its tick counter, read before the
+// snapshot, right after it, before the revert and after it, went back to near its value at the
+// snapshot (within `slack` ticks).
+inline void check_counter_back(std::uint64_t before, std::uint64_t at_snapshot, std::uint64_t before_revert,
+                               std::uint64_t after_revert, std::uint64_t slack) {
+    INFO("before=" << before << " at_snapshot=" << at_snapshot << " before_revert=" << before_revert
+                   << " after_revert=" << after_revert);
+    CHECK(after_revert < before_revert);
+    CHECK(after_revert >= before);
+    CHECK(after_revert < at_snapshot + slack);
 }
 
 // ---- crash recovery: SIGKILL at a named point of a job -----------------------------------------
