@@ -196,6 +196,7 @@ api::CreateSnapshotResult Engine::submit_create(const std::string& instance, con
             params["overlays"] = plan.overlays;
             params["nvram"] = facts.config.nvram;
             params["nvram_copy"] = plan.nvram_copy;
+            params["anchors"] = plan.anchors;
         }
         if (request.mode == SnapshotMode::stopped) {
             params["shutdown_timeout_s"] = request.shutdown_timeout_s.value_or(opts_.shutdown_timeout_s);

@@ -40,6 +40,7 @@ std::vector<std::string> ExternalPlan::files() const {
     if (!memory_file.empty()) out.push_back(memory_file);
     for (const auto& [target, file] : overlays) out.push_back(file);
     if (!nvram_copy.empty()) out.push_back(nvram_copy);
+    for (const auto& [target, file] : anchors) out.push_back(file);
     return out;
 }
 
@@ -66,6 +67,7 @@ ExternalPlan plan_external_files(const hv::DomainConfig& config, const std::stri
             if (beside.empty()) beside = dir;
         }
         plan.overlays.emplace_back(d.target, (dir / (stem + "-" + d.target + ".qcow2")).string());
+        if (d.type == "block") plan.anchors.emplace_back(d.target, (own / (stem + "-" + d.target + "-base.qcow2")).string());
     }
     const fs::path state_dir = beside.empty() ? own : beside;
     if (mode == SnapshotMode::memory) plan.memory_file = (state_dir / (stem + ".mem")).string();
@@ -93,6 +95,7 @@ void check_free_space(const ExternalPlan& plan, const std::string& nvram, std::u
     };
     if (!plan.memory_file.empty()) add(plan.memory_file, memory_bytes);
     for (const auto& [target, file] : plan.overlays) add(file, headroom_bytes);
+    for (const auto& [target, file] : plan.anchors) add(file, headroom_bytes);
     if (!plan.nvram_copy.empty()) {
         std::error_code ec;
         const auto size = fs::file_size(nvram, ec);

@@ -8,6 +8,14 @@
 // An overlay goes next to its file-backed disk when that directory is writable; otherwise
 // (block devices, LVM, read-only directories) into {external_dir}/{instance uuid}/. The memory
 // state and the NVRAM copy go next to the first disk that has an overlay beside it, else there too.
+//
+// A disk on a block device (an LVM volume) first gets an anchor, snapvirt-{snapshot id}-{target}-base.qcow2
+// in {external_dir}/{instance uuid}/: a qcow2 overlay over the device, made without libvirt
+// metadata just before the instance's first external snapshot. libvirt reverts an external
+// snapshot by putting a new overlay on the image the snapshot was taken of, named after it, which
+// it refuses for a block device ("not a regular file"); with the anchor, that image is a file.
+// The anchor stays while the instance has snapshots; the delete of the last one commits it back
+// into the device (docs/api.md, "Snapshot methods").
 
 #include "hypervisor/types.hpp"
 
@@ -25,6 +33,7 @@ struct ExternalPlan {
     std::string memory_file;                                   // empty in stopped mode
     std::vector<std::pair<std::string, std::string>> overlays; // target -> file
     std::string nvram_copy;                                    // empty without NVRAM
+    std::vector<std::pair<std::string, std::string>> anchors;  // target -> file, block devices only
     std::vector<std::string> files() const;                    // every file above
     std::vector<std::string> directories() const;              // where they go
 };
@@ -34,7 +43,7 @@ ExternalPlan plan_external_files(const hv::DomainConfig& config, const std::stri
 
 // Throws api::ApiError insufficient_storage (details path, needed_bytes, available_bytes) unless
 // every file system the plan writes to has room for what goes there: the memory state (the
-// guest's RAM), `headroom_bytes` per overlay, the NVRAM copy. Touches nothing.
+// guest's RAM), `headroom_bytes` per overlay and anchor, the NVRAM copy. Touches nothing.
 void check_free_space(const ExternalPlan& plan, const std::string& nvram, std::uint64_t memory_bytes,
                       std::uint64_t headroom_bytes);
 

@@ -22,12 +22,12 @@ const hv::DiskInfo* non_qcow2_disk(const hv::DomainConfig& config) {
     return first_snapshotted_disk(config, [](const hv::DiskInfo& d) { return d.format != "qcow2"; });
 }
 
-// The first writable disk that is not an image file (a block device such as an LVM volume, a
-// network or pool volume): libvirt 11.3 refuses to revert an external snapshot whose disk state
-// is such a device ("source disk ... is not a regular file, reverting to snapshot is not
-// supported"), which the first external snapshot of such a disk always is.
+// The first writable disk that is neither an image file nor a block device (a network or pool
+// volume): libvirt 11.3 refuses to revert an external snapshot whose disk state is not a regular
+// file ("source disk ... is not a regular file, reverting to snapshot is not supported"). A block
+// device gets a file in front of it first (an anchor, external_files.hpp); these cannot.
 const hv::DiskInfo* non_file_disk(const hv::DomainConfig& config) {
-    return first_snapshotted_disk(config, [](const hv::DiskInfo& d) { return d.type != "file"; });
+    return first_snapshotted_disk(config, [](const hv::DiskInfo& d) { return d.type != "file" && d.type != "block"; });
 }
 
 std::string format_of(const hv::DiskInfo& d) { return d.format.empty() ? "of unknown format" : d.format; }
@@ -88,7 +88,8 @@ SnapshotMethod choose_method(const MethodFacts& f) {
                                " device (" + d->source +
                                "); libvirt " + f.libvirt.to_string() +
                                " cannot revert an external snapshot whose disk is not a regular file, and snapvirt "
-                               "takes no snapshot that cannot be reverted. Disks in image files work with either method.",
+                               "takes no snapshot that cannot be reverted. Disks in image files and on block devices "
+                               "work.",
                            {{"disk", d->target}, {"format", d->format}, {"source", d->source}});
     if (method == SnapshotMethod::external && f.libvirt < hv::libvirt_external_revert)
         throw ApiError(ErrorCode::unsupported_libvirt,

@@ -38,6 +38,11 @@ public:
                                  const RevertSpec& spec) = 0;
     virtual void delete_snapshot(const std::string& domain_uuid, const std::string& snapshot, bool children,
                                  bool metadata_only) = 0;
+    // Merges the whole backing chain of a running domain's disk into the image the chain ends
+    // in (an active block commit) and then has the domain write there (pivot). Picks up such a
+    // commit already under way. `progress` gets the percent done while it runs.
+    virtual void commit_disk(const std::string& domain_uuid, const std::string& target,
+                             const std::function<void(int)>& progress) = 0;
 };
 
 class Hypervisor {

@@ -185,6 +185,7 @@ void do_create_snapshot(virConnectPtr conn, const std::string& uuid, const Snaps
         // Memory: the guest runs on while its RAM is written (LIVE). Stopped: the disks only.
         flags |= spec.mode == SnapshotMode::memory ? VIR_DOMAIN_SNAPSHOT_CREATE_LIVE : VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY;
     }
+    if (!spec.keep_metadata) flags |= VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
     SnapshotPtr snap(virDomainSnapshotCreateXML(dom.get(), doc.c_str(), flags));
     if (!snap) throw Error::from_last("Creating snapshot '" + spec.name + "' failed");
 }
@@ -201,6 +202,35 @@ void do_set_metadata(virConnectPtr conn, const std::string& uuid, const std::str
     if (was_current) flags |= VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT;
     SnapshotPtr redefined(virDomainSnapshotCreateXML(dom.get(), doc.c_str(), flags));
     if (!redefined) throw Error::from_last("Updating the metadata of snapshot '" + name + "' failed");
+}
+
+void do_commit_disk(virConnectPtr conn, const std::string& uuid, const std::string& target,
+                    const std::function<void(int)>& progress) {
+    DomainPtr dom = lookup(conn, uuid);
+    const char* disk = target.c_str();
+    virDomainBlockJobInfo info{};
+    int has_job = virDomainGetBlockJobInfo(dom.get(), disk, &info, 0);
+    if (has_job < 0) throw Error::from_last("Reading the block jobs of disk '" + target + "' failed");
+    if (has_job == 1 && info.type != VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT)
+        throw Error(Error::Kind::operation_invalid, "Disk '" + target + "' is busy with another block job (type " +
+                                            std::to_string(info.type) + "); try again when it has ended.");
+    if (has_job == 0 && virDomainBlockCommit(dom.get(), disk, nullptr, nullptr, 0, VIR_DOMAIN_BLOCK_COMMIT_ACTIVE) < 0)
+        throw Error::from_last("Committing disk '" + target + "' into its base failed");
+    // Ready when everything is copied (cur == end); then the pivot ends the job.
+    for (;;) {
+        has_job = virDomainGetBlockJobInfo(dom.get(), disk, &info, 0);
+        if (has_job < 0) throw Error::from_last("Following the commit of disk '" + target + "' failed");
+        if (has_job == 0) throw Error(Error::Kind::failed, "The commit of disk '" + target + "' ended before its pivot.");
+        if (info.end > 0) progress(static_cast<int>(100 * info.cur / info.end));
+        if (info.end > 0 && info.cur == info.end) {
+            if (virDomainBlockJobAbort(dom.get(), disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) == 0) return;
+            // Not ready yet in QEMU's eyes (cur == end can come before the ready event): again.
+            if (virGetLastErrorCode() != VIR_ERR_BLOCK_COPY_ACTIVE && virGetLastErrorCode() != VIR_ERR_OPERATION_INVALID)
+                throw Error::from_last("Switching disk '" + target + "' to its base failed");
+            virResetLastError();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
 }
 
 class LibvirtHypervisor;
@@ -235,6 +265,11 @@ public:
             if (virDomainSnapshotDelete(snap.get(), flags) < 0)
                 throw Error::from_last("Deleting snapshot '" + name + "' failed");
         });
+    }
+
+    void commit_disk(const std::string& uuid, const std::string& target,
+                     const std::function<void(int)>& progress) override {
+        run([&] { do_commit_disk(conn_->get(), uuid, target, progress); });
     }
 
 private:

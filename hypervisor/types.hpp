@@ -35,6 +35,9 @@ struct DiskInfo {
     std::string type;       // file, block, network, volume
     std::string format;     // the driver's type: qcow2, raw, ...
     std::string source;
+    // The type of the image its backing chain ends in (the live definition shows the chain):
+    // "block" for a qcow2 overlay over an LVM volume; its own type when it has no backing.
+    std::string base_type;
     bool readonly = false;
     bool excluded = false;  // snapshot='no'
     // A writable disk that a snapshot covers (not a CD, not read-only, not snapshot='no').
@@ -78,6 +81,8 @@ struct SnapshotSpec {
     // disk's overlay (by target, e.g. "vda"). Disks not named are left out of the snapshot.
     std::string memory_file;
     std::vector<std::pair<std::string, std::string>> overlays;
+    std::vector<std::string> left_out;  // targets written as snapshot='no'
+    bool keep_metadata = true;          // false: libvirt keeps no snapshot (NO_METADATA)
 };
 
 enum class RevertStart { automatic, running, paused };

@@ -131,6 +131,12 @@ std::string build_snapshot(const SnapshotSpec& spec) {
             check(xmlTextWriterEndElement(w.get()));
             check(xmlTextWriterEndElement(w.get()));
         }
+        for (const auto& target : spec.left_out) {
+            check(xmlTextWriterStartElement(w.get(), x("disk")));
+            check(xmlTextWriterWriteAttribute(w.get(), x("name"), x(target.c_str())));
+            check(xmlTextWriterWriteAttribute(w.get(), x("snapshot"), x("no")));
+            check(xmlTextWriterEndElement(w.get()));
+        }
         check(xmlTextWriterEndElement(w.get()));
     }
     check(xmlTextWriterEndElement(w.get()));
@@ -202,6 +208,9 @@ DomainConfig parse_domain(const std::string& text) {
                 if (!d.source.empty()) break;
             }
         }
+        d.base_type = d.type;
+        for (xmlNodePtr b = q.node("backingStore", n); b && !Query::attr(b, "type").empty(); b = q.node("backingStore", b))
+            d.base_type = Query::attr(b, "type");
         d.readonly = q.node("readonly", n) != nullptr;
         cfg.disks.push_back(std::move(d));
     }

@@ -109,11 +109,35 @@ private:
             spec.overlays.emplace_back(o.at(0).get<std::string>(), o.at(1).get<std::string>());
         nvram_ = p.value("nvram", "");
         nvram_copy_ = p.value("nvram_copy", "");
+        for (const auto& a : p.value("anchors", json::array()))
+            anchors_.emplace_back(a.at(0).get<std::string>(), a.at(1).get<std::string>());
         ExternalPlan plan;
         plan.memory_file = spec.memory_file;
         plan.overlays = spec.overlays;
         plan.nvram_copy = nvram_copy_;
+        plan.anchors = anchors_;
         make_directories(plan);
+    }
+
+    // Block devices get their anchor (external_files.hpp) right before the snapshot: a disk-only
+    // external snapshot of just those disks that libvirt keeps no record of. A disk anchored
+    // already (by an earlier snapshot) is an image file now and was planned none.
+    void anchor(const Snapshot& snap) {
+        if (anchors_.empty()) return;
+        hv::SnapshotSpec spec;
+        spec.name = "snapvirt-anchor-" + snap.id;
+        spec.mode = SnapshotMode::stopped;  // disk-only, whether the guest runs or not
+        spec.method = SnapshotMethod::external;
+        spec.keep_metadata = false;
+        spec.overlays = anchors_;
+        for (const auto& d : s_.hv.domain_config(uuid_).disks) {
+            const bool anchored = std::any_of(anchors_.begin(), anchors_.end(),
+                                              [&](const auto& a) { return a.first == d.target; });
+            if (d.snapshotted() && !anchored) spec.left_out.push_back(d.target);
+        }
+        // The step's intent covers it: recovery keeps an anchor a disk chain uses, removes one none does.
+        ctx_.lane().create_snapshot(uuid_, spec);
+        s_.test_delay("anchor.after");
     }
 
     // A UEFI guest's NVRAM at the snapshot's moment, kept beside the snapshot (libvirt does
@@ -153,6 +177,7 @@ private:
                                                          "; a snapshot with RAM needs it running.");
         ctx_.intent(intent_of("save", snap));
         ctx_.phase(JobPhase::saving);
+        anchor(snap);
         const bool was_paused = before.state == hv::DomainState::paused;
         decide_metadata_write(spec);
         s_.pauses.watch(uuid_);
@@ -229,11 +254,12 @@ private:
         restart_paused_ = before.state == hv::DomainState::paused;
         if (was_running) shut_down(snap, restart);
 
+        ctx_.phase(JobPhase::snapshotting);
         json step = intent_of("snapshot", snap);
         step["restart"] = restart;
         step["stopped_by_job"] = stopped_by_job_;
         ctx_.intent(step);
-        ctx_.phase(JobPhase::snapshotting);
+        anchor(snap);
         decide_metadata_write(spec);
         ctx_.lane().create_snapshot(uuid_, spec);
         copy_nvram();
@@ -264,6 +290,7 @@ private:
     bool restarted_ = false;
     std::string nvram_;
     std::string nvram_copy_;
+    std::vector<std::pair<std::string, std::string>> anchors_;
 };
 
 std::unique_ptr<JobRun> start(JobContext& ctx) { return std::make_unique<CreateRun>(ctx); }

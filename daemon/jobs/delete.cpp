@@ -50,6 +50,12 @@ public:
         for (const auto& t : targets) files.insert(files.end(), t.files.begin(), t.files.end());
         for (const auto& f : remove_unused_files(s_, uuid_, files))
             spdlog::info("job={} keeps {}: a disk chain or another snapshot still uses it.", ctx_.job().id, in_quotes(f));
+        ctx_.intent({{"step", "release"}, {"snapshot", root.name}, {"children", children}});
+        release_anchors(s_, ctx_.lane(), uuid_, [this](int percent) {  // never backwards
+            if (ctx_.job().progress.percent.value_or(0) >= percent) return;
+            ctx_.job().progress.percent = percent;
+            ctx_.save_job();
+        });
         s_.catalog.write_transaction([&] {
             if (!children) {
                 for (auto s : s_.catalog.instance_snapshots(uuid_)) {
@@ -147,6 +153,11 @@ Recovery recover(RecoveryContext& r) {
             s.catalog.update_snapshot(*snap);
             s.sink.snapshot_updated(*snap);
         }
+    }
+    if (root_gone && r.domain) {
+        // The commit of an anchor may have been under way: QEMU goes on with it; it ends here.
+        auto lane = s.hv.open_lane();
+        release_anchors(s, *lane, r.job.instance.uuid, [](int) {});
     }
     if (root_gone)
         out.note = "libvirt had completed the delete";

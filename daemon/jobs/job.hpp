@@ -147,6 +147,14 @@ struct JobKindEntry {
 std::vector<std::string> remove_unused_files(JobServices& services, const std::string& uuid,
                                              const std::vector<std::string>& files);
 
+// Once an instance has no snapshot left, puts each disk snapvirt anchored (external_files.hpp)
+// back onto its block device: the disk's chain is committed into the device and the domain
+// pivots there, then the anchor files go. Only while the guest runs (a block commit needs QEMU);
+// an anchor of a guest that is off stays, and the guest works on it as before. `progress` gets
+// the percent of the commit. Returns whether anything was committed (jobs/external.cpp).
+bool release_anchors(JobServices& services, hv::Lane& lane, const std::string& uuid,
+                     const std::function<void(int)>& progress);
+
 // The table of kinds (registry.cpp).
 const JobKindEntry& job_kind(JobKind kind);
 

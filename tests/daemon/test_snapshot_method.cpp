@@ -122,17 +122,21 @@ TEST_CASE("External needs a libvirt that reverts it: unsupported_libvirt with th
           SnapshotMethod::internal);
 }
 
-TEST_CASE("A disk that is no image file (block device, LVM) cannot be snapshotted externally where it would be "
-          "unrevertable",
+TEST_CASE("A disk that is neither an image file nor a block device cannot be snapshotted externally where it "
+          "would be unrevertable",
           "[method]") {
     auto lvm = disk("vda", "raw", "/dev/vg0/web");
     lvm.type = "block";
+    // A block device (LVM) gets an anchor file in front of it: external, on 9.7 and later.
+    CHECK(choose_method(facts(MethodChoice::automatic, config({lvm}), libvirt11)) == SnapshotMethod::external);
+    auto pool = disk("vda", "raw", "web-volume");
+    pool.type = "volume";
     try {
-        choose_method(facts(MethodChoice::automatic, config({lvm}), libvirt11));
+        choose_method(facts(MethodChoice::automatic, config({pool}), libvirt11));
         FAIL("not refused");
     } catch (const api::ApiError& e) {
         CHECK(e.code() == ErrorCode::unsupported_disk);
-        CHECK(e.details()["source"] == "/dev/vg0/web");
+        CHECK(e.details()["source"] == "web-volume");
         CHECK_THAT(std::string(e.what()), Catch::Contains("not a regular file"));
     }
     // On 9.0 the libvirt is the first obstacle; a qcow2 image file next to it is none.
@@ -209,7 +213,11 @@ TEST_CASE("External files are named from the snapshot id, next to writable disks
           std::pair<std::string, std::string>{"vdb", (dir / "ext" / "uuid-1" / "snapvirt-id-1-vdb.qcow2").string()});
     CHECK(plan.memory_file == (dir / "snapvirt-id-1.mem").string());
     CHECK(plan.nvram_copy == (dir / "snapvirt-id-1.nvram").string());
-    CHECK(plan.files().size() == 4);
+    // The block device gets an anchor in external_dir, named from the same id; the file disk none.
+    REQUIRE(plan.anchors.size() == 1);
+    CHECK(plan.anchors[0] ==
+          std::pair<std::string, std::string>{"vdb", (dir / "ext" / "uuid-1" / "snapvirt-id-1-vdb-base.qcow2").string()});
+    CHECK(plan.files().size() == 5);
 
     // Only block devices: everything in external_dir; stopped mode has no memory file.
     auto block_only = config({cfg.disks[1]});

@@ -102,6 +102,54 @@ void check_no_orphans(const client::Client& c, const TestGuest& g, const fs::pat
     }
 }
 
+// The running domain's live definition.
+std::string live_xml(const TestGuest& g) {
+    virConnectPtr conn = virConnectOpen(libvirt_uri().c_str());
+    REQUIRE(conn);
+    virDomainPtr dom = virDomainLookupByUUIDString(conn, g.uuid().c_str());
+    char* xml = dom ? virDomainGetXMLDesc(dom, 0) : nullptr;
+    const std::string doc = xml ? xml : "";
+    free(xml);
+    if (dom) virDomainFree(dom);
+    virConnectClose(conn);
+    return doc;
+}
+
+// The value of attribute `attr` of the first `<element ` after `from` in `doc`.
+std::string attr_after(const std::string& doc, std::size_t from, const std::string& element, const std::string& attr) {
+    const auto at = doc.find("<" + element + " ", from);
+    REQUIRE(at != std::string::npos);
+    const auto a = doc.find(attr + "='", at);
+    REQUIRE(a < doc.find('>', at));
+    const auto start = a + attr.size() + 2;
+    return doc.substr(start, doc.find('\'', start) - start);
+}
+
+// The live definition's first disk: type='block' on the device, or type='file' on an image.
+std::string live_disk_type(const TestGuest& g) { return attr_after(live_xml(g), 0, "disk", "type"); }
+
+// Whether the running guest's disk (the image its chain is on now, read beside QEMU with
+// qemu-io -U) holds `pattern` at `where`.
+bool guest_disk_holds(const TestGuest& g, const std::string& pattern, const std::string& where) {
+    const std::string doc = live_xml(g);
+    const auto disk = doc.find("<disk ");
+    const std::string format = attr_after(doc, disk, "driver", "type");
+    const auto src = doc.find("<source ", disk);
+    const std::string top = doc.compare(src, 14, "<source file='") == 0 ? attr_after(doc, disk, "source", "file")
+                                                                        : attr_after(doc, disk, "source", "dev");
+    std::string out;
+    return TestGuest::qemu_io(top, "read -P " + pattern + " " + where, &out, format, true) == 0;
+}
+
+// Writes `pattern` at `where` through the running guest's disk device (qemu-io in QEMU's
+// monitor, on the virtio disk's backend) and flushes it.
+void guest_disk_write(const TestGuest& g, const std::string& pattern, const std::string& where) {
+    const std::string dev = "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend ";
+    g.monitor(dev + "\"write -P " + pattern + " " + where + "\"");
+    g.monitor(dev + "\"flush\"");
+    REQUIRE(guest_disk_holds(g, pattern, where));
+}
+
 }  // namespace
 
 TEST_CASE("Without libvirt 9.7, what needs an external snapshot is refused and internal works as before",
@@ -477,7 +525,7 @@ TEST_CASE("A UEFI guest: external snapshots with and without RAM, revert brings 
     check_no_orphans(c, g, dir.path);
 }
 
-TEST_CASE("A guest on a block device (LVM-like, a loop device) is refused before anything is touched",
+TEST_CASE("A guest on a block device (LVM-like, a loop device): memory and stopped snapshots, revert, delete",
           "[e2e][external][block]") {
     OwnDir dir;
     TestGuest g({.tag = "blk", .memory_mib = 64, .fill_mib = 24, .disk_format = "raw", .disk_dir = dir.path,
@@ -486,17 +534,88 @@ TEST_CASE("A guest on a block device (LVM-like, a loop device) is refused before
     Daemon d({.config = "[snapshots]\nexternal_dir = \"" + ext.path.string() + "\"\n"});
     auto c = d.client();
     g.wait_booted();
-    // libvirt 11.3 refuses to revert an external snapshot whose disk is a block device (seen
-    // here: "source disk for 'vda' is not a regular file, reverting to snapshot is not
-    // supported"), and the first snapshot of such a disk always is one: never taken.
-    for (const json& body : {json{{"mode", "memory"}}, json{{"mode", "stopped"}, {"method", "external"}}}) {
-        auto r = c.post("/v1/instances/" + g.name() + "/snapshots", body);
-        INFO(r.body);
-        CHECK(r.status == 422);
-        CHECK(error_code(r) == (external_revert(c) ? "unsupported_disk" : "unsupported_libvirt"));
+    if (!external_revert(c)) {
+        for (const json& body : {json{{"mode", "memory"}}, json{{"mode", "stopped"}, {"method", "external"}}}) {
+            auto r = c.post("/v1/instances/" + g.name() + "/snapshots", body);
+            INFO(r.body);
+            CHECK(r.status == 422);
+            CHECK(error_code(r) == "unsupported_libvirt");
+        }
+        CHECK(g.snapshot_count() == 0);
+        CHECK(fs::directory_iterator(ext.path) == fs::directory_iterator());
+        return;
     }
+    const fs::path own = ext.path / g.uuid();
+    REQUIRE(guest_disk_holds(g, "0x00", "512k 4k"));
+
+    // Memory: the device gets its anchor in external_dir, then the snapshot; the guest runs on.
+    const std::uint64_t before = g.counter();
+    auto ram = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "ram"}});
+    INFO(ram.job.dump());
+    REQUIRE(ram.job["state"] == "succeeded");
+    const std::uint64_t at_snapshot = g.counter();
+    const std::string id = ram.snapshot["id"];
+    CHECK(ram.snapshot["method"] == "external");
+    CHECK(files_of(own, id) == std::set<std::string>{"snapvirt-" + id + ".mem", "snapvirt-" + id + "-vda.qcow2",
+                                                     "snapvirt-" + id + "-vda-base.qcow2"});
+    CHECK(active_disk(g) == (own / ("snapvirt-" + id + "-vda.qcow2")).string());
+    CHECK(g.state() == "running");
+
+    // Written after the snapshot, RAM and disk; both gone after the revert.
+    guest_disk_write(g, "0xab", "512k 4k");
+    std::this_thread::sleep_for(2500ms);
+    const std::uint64_t before_revert = g.counter();
+    REQUIRE(before_revert > at_snapshot + 1500);
+    auto reverted = run_job(c, c.post(path_of(ram.snapshot) + "/revert", json::object()));
+    INFO(reverted.dump());
+    REQUIRE(reverted["state"] == "succeeded");
+    check_counter_back(before, at_snapshot, before_revert, g.counter(), 1500);
+    CHECK(g.state() == "running");
+    CHECK(guest_disk_holds(g, "0x00", "512k 4k"));
+    CHECK_FALSE(guest_disk_holds(g, "0xab", "512k 4k"));
+
+    // Stopped: the guest shut down, its disks snapshotted, started again; revert restores the disk.
+    auto off = take_snapshot(c, g.name(), {{"mode", "stopped"}, {"name", "off"}, {"force_stop", true},
+                                           {"shutdown_timeout_s", 5}});
+    INFO(off.job.dump());
+    REQUIRE(off.job["state"] == "succeeded");
+    CHECK(off.snapshot["method"] == "external");
+    CHECK(off.snapshot["parent_id"] == id);
+    CHECK(g.state() == "running");
+    g.wait_booted();
+    guest_disk_write(g, "0xcd", "640k 4k");
+    auto back = run_job(c, c.post(path_of(off.snapshot) + "/revert", {{"start", "running"}}));
+    INFO(back.dump());
+    REQUIRE(back["state"] == "succeeded");
+    CHECK(g.state() == "running");
+    g.wait_booted();
+    CHECK(guest_disk_holds(g, "0x00", "640k 4k"));
+
+    // A leaf goes alone; a second memory snapshot, then the rest as a subtree.
+    REQUIRE(run_job(c, c.del(path_of(off.snapshot)))["state"] == "succeeded");
+    auto ram2 = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "ram2"}});
+    REQUIRE(ram2.job["state"] == "succeeded");
+    const std::string id2 = ram2.snapshot["id"];
+    CHECK(files_of(own, id2) == std::set<std::string>{"snapvirt-" + id2 + ".mem", "snapvirt-" + id2 + "-vda.qcow2"});
+    // Written while anchored: it must reach the device when the anchor goes.
+    guest_disk_write(g, "0xef", "768k 4k");
+    auto gone = run_job(c, c.del(path_of(ram.snapshot) + "?children=true"));
+    INFO(gone.dump());
+    REQUIRE(gone["state"] == "succeeded");
+    CHECK(gone["progress"]["percent"].get<int>() >= 0);
     CHECK(g.snapshot_count() == 0);
     CHECK(snapshots_of(c, g.name()).empty());
-    CHECK(fs::directory_iterator(ext.path) == fs::directory_iterator());
+
+    // No snapshot left: the disk is the block device again, with everything the guest wrote,
+    // and nothing of snapvirt's is left in external_dir.
+    CHECK(live_disk_type(g) == "block");
+    CHECK(guest_disk_holds(g, "0xef", "768k 4k"));
     CHECK(g.state() == "running");
+    std::set<std::string> left;
+    if (fs::exists(own))
+        for (const auto& e : fs::directory_iterator(own)) left.insert(e.path().filename().string());
+    CHECK(left.empty());
+    g.destroy();
+    std::string out;
+    CHECK(TestGuest::qemu_io(g.disk(), "read -P 0xef 768k 4k", &out, "raw") == 0);
 }

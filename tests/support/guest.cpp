@@ -495,7 +495,9 @@ bool TestGuest::has_snapshot(const std::string& name) const {
     return true;
 }
 
-int TestGuest::qemu_io(const fs::path& disk, const std::string& command, std::string* output, const std::string& format) {
+int TestGuest::qemu_io(const fs::path& disk, const std::string& command, std::string* output, const std::string& format,
+                       bool shared) {
+    if (shared) return run({"qemu-io", "-U", "-r", "-f", format, "-c", command, disk.string()}, output);
     return run({"qemu-io", "-f", format, "-c", command, disk.string()}, output);
 }
 

@@ -88,9 +88,10 @@ public:
     bool has_snapshot(const std::string& name) const;
     std::string monitor(const std::string& hmp) const;
 
-    // Runs qemu-io on the (shut-off) disk: `write -P 0xab 0 4k`, `read -P 0xab 0 4k`.
+    // Runs qemu-io on the (shut-off) disk: `write -P 0xab 0 4k`, `read -P 0xab 0 4k`. `shared`:
+    // read-only beside a QEMU that has the image open (-U -r).
     static int qemu_io(const std::filesystem::path& disk, const std::string& command, std::string* output = nullptr,
-                       const std::string& format = "qcow2");
+                       const std::string& format = "qcow2", bool shared = false);
 
     static std::filesystem::path guest_image();      // the BIOS boot sector
     static std::filesystem::path guest_efi_image();  // the FAT image with BOOTX64.EFI
