@@ -619,3 +619,70 @@ TEST_CASE("A guest on a block device (LVM-like, a loop device): memory and stopp
     std::string out;
     CHECK(TestGuest::qemu_io(g.disk(), "read -P 0xef 768k 4k", &out, "raw") == 0);
 }
+
+TEST_CASE("SIGKILL around a block device's anchor: right after it is made, and before the last delete commits it back",
+          "[e2e][external][block][recovery]") {
+    {
+        Daemon probe;
+        if (!external_revert(probe.client())) {
+            SUCCEED("libvirt before 9.7: no external snapshots to recover");
+            return;
+        }
+    }
+    auto files_in = [](const fs::path& own) {
+        std::set<std::string> out;
+        if (fs::exists(own))
+            for (const auto& e : fs::directory_iterator(own)) out.insert(e.path().string());
+        return out;
+    };
+    for (const std::string point : {"anchor.after", "deleting.after"}) {
+        DYNAMIC_SECTION("killed at " << point) {
+            OwnDir dir;
+            TestGuest g({.tag = "kblk", .disk_format = "raw", .disk_dir = dir.path, .disk_kind = DiskKind::block});
+            OwnDir ext;
+            DaemonOptions opts = delayed(point);
+            opts.config = "[snapshots]\nexternal_dir = \"" + ext.path.string() + "\"\n";
+            Daemon d(opts);
+            auto c = d.client();
+            const fs::path own = ext.path / g.uuid();
+            g.wait_booted();
+            if (point == "anchor.after") {
+                auto job = kill_at(d, point, [&] {
+                    return start_job(c, "POST", "/v1/instances/" + g.name() + "/snapshots",
+                                     {{"mode", "memory"}, {"name", "k"}});
+                });
+                c = d.client();
+                INFO(job.dump());
+                CHECK(job["recovered"] == true);
+                CHECK(job["state"] == "failed");
+                CHECK(g.snapshot_count() == 0);
+                CHECK(snapshots_of(c, g.name()).empty());
+                CHECK(g.state() == "running");
+                // The anchor is the disk's image now: kept (the chain uses it), nothing else left.
+                const auto left = files_in(own);
+                CHECK(left.size() == 1);
+                for (const auto& f : left) CHECK(domain_files(g).count(f) == 1);
+                CHECK(live_disk_type(g) == "file");
+                // The next snapshot takes the anchor as it is; its delete puts the disk back.
+                auto next = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "k2"}});
+                REQUIRE(next.job["state"] == "succeeded");
+                REQUIRE(run_job(c, c.del(path_of(next.snapshot)))["state"] == "succeeded");
+            } else {
+                auto taken = take_snapshot(c, g.name(), {{"mode", "memory"}, {"name", "k"}});
+                REQUIRE(taken.job["state"] == "succeeded");
+                CHECK(live_disk_type(g) == "file");
+                auto job = kill_at(d, point, [&] { return start_job(c, "DELETE", path_of(taken.snapshot)); });
+                c = d.client();
+                INFO(job.dump());
+                CHECK(job["recovered"] == true);
+                CHECK(job["state"] == "succeeded");
+                CHECK(g.snapshot_count() == 0);
+            }
+            // Either way: no snapshot, the disk on its block device again, nothing in external_dir.
+            CHECK(snapshots_of(c, g.name()).empty());
+            CHECK(live_disk_type(g) == "block");
+            CHECK(files_in(own).empty());
+            CHECK(g.state() == "running");
+        }
+    }
+}
