@@ -24,6 +24,7 @@
 #include <iostream>
 #include <map>
 #include <stdexcept>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -303,9 +304,18 @@ json method_round(const std::string& label, const std::string& disk_format, unsi
 }
 
 void methods(int rounds) {
-    for (const auto& [label, format, writeback] :
-         std::vector<std::tuple<std::string, std::string, unsigned>>{
-             {"internal", "qcow2", 0}, {"external", "raw", 100}, {"external-no-writeback", "raw", 0}})
+    std::vector<std::tuple<std::string, std::string, unsigned>> variants{
+        {"internal", "qcow2", 0}, {"external", "raw", 100}, {"external-no-writeback", "raw", 0}};
+    // Other variants, e.g. writeback intervals: SNAPVIRT_BENCH_VARIANTS=internal:qcow2:0,external-25:raw:25
+    if (const char* only = std::getenv("SNAPVIRT_BENCH_VARIANTS")) {  // label:format:writeback_ms,...
+        variants.clear();
+        std::stringstream in(only);
+        for (std::string item; std::getline(in, item, ',');) {
+            const auto a = item.find(':'), b = item.rfind(':');
+            variants.emplace_back(item.substr(0, a), item.substr(a + 1, b - a - 1), std::stoul(item.substr(b + 1)));
+        }
+    }
+    for (const auto& [label, format, writeback] : variants)
         std::cout << method_round(label, format, writeback, rounds).dump() << std::endl;
 }
 
