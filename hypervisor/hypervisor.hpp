@@ -60,6 +60,10 @@ public:
     virtual std::optional<DomainInfo> find_domain(const std::string& name_or_uuid) = 0;
     virtual DomainConfig domain_config(const std::string& domain_uuid) = 0;
     virtual std::vector<SnapshotInfo> list_snapshots(const std::string& domain_uuid) = 0;
+    // How far the block jobs on a running domain's disks have come (the commits libvirt runs
+    // inside the delete of an external snapshot): percent of their work together; nullopt when
+    // none runs.
+    virtual std::optional<int> block_jobs_percent(const std::string& domain_uuid) = 0;
     // The host's name and the libvirtd's and hypervisor's versions.
     virtual HostFacts host_facts() = 0;
 

@@ -371,6 +371,26 @@ public:
         });
     }
 
+    std::optional<int> block_jobs_percent(const std::string& uuid) override {
+        return with_conn([&](virConnectPtr c) -> std::optional<int> {
+            DomainPtr dom = lookup(c, uuid);
+            const std::string doc = take_string(virDomainGetXMLDesc(dom.get(), 0));
+            if (doc.empty()) throw Error::from_last("Reading the definition of domain '" + uuid + "' failed");
+            unsigned long long cur = 0, end = 0;
+            bool any = false;
+            for (const auto& d : xml::parse_domain(doc).disks) {
+                virDomainBlockJobInfo info{};
+                if (virDomainGetBlockJobInfo(dom.get(), d.target.c_str(), &info, 0) != 1) continue;
+                any = true;
+                cur += info.cur;
+                end += info.end;
+            }
+            virResetLastError();
+            if (!any) return std::nullopt;
+            return end == 0 ? 0 : static_cast<int>(100 * cur / end);
+        });
+    }
+
     DomainConfig domain_config(const std::string& uuid) override {
         return with_conn([&](virConnectPtr c) {
             DomainPtr dom = lookup(c, uuid);

@@ -8,6 +8,10 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace snapvirt::daemon {
 
@@ -38,6 +42,8 @@ public:
         if (was(root.id) != missing) {
             if (children)
                 delete_subtree(root.name);
+            else if (root.method == SnapshotMethod::external)
+                delete_following_merge(root.name);
             else
                 delete_in_libvirt(root.name, false);
         } else if (children) {
@@ -99,6 +105,29 @@ private:
             ctx_.job().progress.percent = static_cast<int>(100 * ++done / (order.size() + 1));
             ctx_.save_job();
         }
+    }
+
+    // libvirt merges an external snapshot's overlays with block commits inside its delete call;
+    // a poller reads their progress on the main connection meanwhile and reports it. The job's
+    // thread waits in libvirt all that time and touches the job only after the poller is joined.
+    void delete_following_merge(const std::string& name) {
+        std::jthread poller([this](std::stop_token stop) {
+            std::mutex mu;
+            std::condition_variable_any cv;  // wakes at once when the delete returns
+            std::unique_lock lock(mu);
+            while (!cv.wait_for(lock, stop, std::chrono::milliseconds(200), [] { return false; }) &&
+                   !stop.stop_requested()) {
+                try {
+                    const auto percent = s_.hv.block_jobs_percent(uuid_);
+                    if (!percent || *percent >= 100 || *percent <= ctx_.job().progress.percent.value_or(-1)) continue;
+                    ctx_.job().progress.percent = *percent;
+                    ctx_.save_job();
+                } catch (const std::exception& e) {
+                    spdlog::debug("job={} could not read the merge's progress: {}", ctx_.job().id, e.what());
+                }
+            }
+        });
+        delete_in_libvirt(name, false);
     }
 
     void delete_in_libvirt(const std::string& name, bool subtree) {

@@ -107,3 +107,33 @@ TEST_CASE("Domain XML lists every file of its disks' chains and its NVRAM", "[xm
     CHECK(cfg.nvram == "/v.fd");
     CHECK(cfg.files == std::vector<std::string>{"/top.qcow2", "/base.img", "/dev/loop7", "/v.fd"});
 }
+
+TEST_CASE("Domain XML tells the type of the image each disk's chain ends in", "[xml]") {
+    const auto cfg = xml::parse_domain(R"(<domain type='qemu'><devices>
+      <disk type='file' device='disk'><driver type='qcow2'/><source file='/ext/anchor.1795806324'/>
+        <backingStore type='file'><format type='qcow2'/><source file='/ext/anchor.qcow2'/>
+          <backingStore type='block'><format type='raw'/><source dev='/dev/vg0/web'/><backingStore/></backingStore>
+        </backingStore><target dev='vda'/></disk>
+      <disk type='file' device='disk'><driver type='raw'/><source file='/b.img'/><backingStore/><target dev='vdb'/></disk>
+      <disk type='block' device='disk'><driver type='raw'/><source dev='/dev/vg0/db'/><target dev='vdc'/></disk>
+    </devices></domain>)");
+    REQUIRE(cfg.disks.size() == 3);
+    CHECK(cfg.disks[0].type == "file");
+    CHECK(cfg.disks[0].base_type == "block");
+    CHECK(cfg.disks[1].base_type == "file");
+    CHECK(cfg.disks[2].base_type == "block");
+}
+
+TEST_CASE("An anchor's snapshot XML leaves the other disks out", "[xml]") {
+    SnapshotSpec spec;
+    spec.name = "snapvirt-anchor-id";
+    spec.mode = snapvirt::SnapshotMode::stopped;
+    spec.method = snapvirt::SnapshotMethod::external;
+    spec.keep_metadata = false;
+    spec.overlays = {{"vdb", "/ext/snapvirt-id-vdb-base.qcow2"}};
+    spec.left_out = {"vda"};
+    const std::string doc = xml::build_snapshot(spec);
+    CHECK(doc.find("<memory") == std::string::npos);
+    CHECK(doc.find("<disk name=\"vdb\" snapshot=\"external\" type=\"file\">") != std::string::npos);
+    CHECK(doc.find("<disk name=\"vda\" snapshot=\"no\"/>") != std::string::npos);
+}
