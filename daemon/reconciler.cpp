@@ -1,10 +1,13 @@
 #include "daemon/reconciler.hpp"
 
+#include "config/text.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 namespace snapvirt::daemon {
@@ -47,23 +50,31 @@ std::vector<Snapshot> import_unknown(const hv::DomainInfo& dom, const std::vecto
         s.state = SnapshotState::ready;
         s.created_at = l.creation_time * 1000;
         s.origin = "discovered";
+        // Its own files, as snapvirt lists those it names: removed when it leaves and nothing uses them.
+        s.files = l.overlays;
+        if (!l.memory_file.empty()) s.files.push_back(l.memory_file);
         c.id_by_name[s.name] = s.id;
         created.push_back(std::move(s));
     }
     return created;
 }
 
-// libvirt's truth for one row: parent, current flag, description, presence.
-void apply_live(Snapshot& u, const hv::DomainInfo& dom, Comparison& c) {
+// libvirt's truth for one row: parent, current flag, description, presence, and whether the
+// files it needs are there. Returns the file whose absence made it missing, if one did.
+std::optional<std::string> apply_live(Snapshot& u, const hv::DomainInfo& dom, Comparison& c) {
     u.instance.name = dom.name;
     auto l = c.live_by_name.find(u.name);
     if (l == c.live_by_name.end()) {
         u.state = SnapshotState::missing;
         u.is_current = false;
-        return;
+        return std::nullopt;
     }
     const hv::SnapshotInfo& info = *l->second;
-    if (u.state == SnapshotState::missing || in_flight(u.state)) u.state = SnapshotState::ready;
+    auto vanished = vanished_file(u, info);
+    if (vanished)
+        u.state = SnapshotState::missing;  // libvirt still has it, but it cannot be reverted to
+    else if (u.state == SnapshotState::missing || in_flight(u.state))
+        u.state = SnapshotState::ready;
     u.parent_id = info.parent && c.id_by_name.count(*info.parent) ? std::optional(c.id_by_name[*info.parent])
                                                                    : std::nullopt;
     u.is_current = info.is_current;
@@ -73,6 +84,7 @@ void apply_live(Snapshot& u, const hv::DomainInfo& dom, Comparison& c) {
         u.display_name = *info.display_name;
         c.displays.insert(u.display_name);
     }
+    return vanished;
 }
 
 bool differs(const Snapshot& a, const Snapshot& b) {
@@ -81,6 +93,23 @@ bool differs(const Snapshot& a, const Snapshot& b) {
 }
 
 }  // namespace
+
+std::vector<std::string> files_to_revert(const Snapshot& row, const hv::SnapshotInfo& live) {
+    if (live.method != SnapshotMethod::external) return {};
+    std::vector<std::string> out = live.state_files;
+    if (row.mode == SnapshotMode::stopped)  // jobs/revert.cpp puts this copy back
+        for (const auto& f : row.files)
+            if (std::filesystem::path(f).extension() == ".nvram") out.push_back(f);
+    return out;
+}
+
+std::optional<std::string> vanished_file(const Snapshot& row, const hv::SnapshotInfo& live) {
+    for (const auto& f : files_to_revert(row, live)) {
+        std::error_code ec;
+        if (!std::filesystem::exists(f, ec) && !ec) return f;
+    }
+    return std::nullopt;
+}
 
 Reconciler::Reconciler(const EngineOptions& options, Catalog& catalog, hv::Hypervisor& hypervisor,
                        api::EventSink& sink, ReconcilerHost& host)
@@ -269,14 +298,26 @@ void Reconciler::sync_instance(const std::string& uuid, const hv::DomainInfo* de
         c.displays.insert(s.display_name);
     }
     std::vector<Snapshot> created = import_unknown(*dom, live, c);
-    for (auto& s : created) apply_live(s, *dom, c);
+    for (auto& s : created)
+        if (auto vanished = apply_live(s, *dom, c))
+            spdlog::warn("Snapshot {} of instance {} needs {}, which is gone; imported as missing.", in_quotes(s.name),
+                         in_quotes(dom->name), in_quotes(*vanished));
     std::vector<Snapshot> updated;
     for (const auto& s : known) {
         Snapshot u = s;
-        apply_live(u, *dom, c);
+        const auto vanished = apply_live(u, *dom, c);
         if (!differs(u, s)) continue;
-        if (u.state == SnapshotState::missing)
-            spdlog::warn("Snapshot '{}' of instance '{}' is no longer in libvirt; marked missing.", s.name, dom->name);
+        if (u.state == SnapshotState::missing && s.state != SnapshotState::missing) {
+            if (vanished)
+                spdlog::warn("Snapshot {} of instance {} needs {}, which is gone; marked missing.", in_quotes(s.name),
+                             in_quotes(dom->name), in_quotes(*vanished));
+            else
+                spdlog::warn("Snapshot {} of instance {} is no longer in libvirt; marked missing.", in_quotes(s.name),
+                             in_quotes(dom->name));
+        } else if (s.state == SnapshotState::missing && u.state == SnapshotState::ready) {
+            spdlog::info("Snapshot {} of instance {} is back: libvirt has it and its files are there.", in_quotes(s.name),
+                         in_quotes(dom->name));
+        }
         updated.push_back(std::move(u));
     }
     if (created.empty() && updated.empty()) return;

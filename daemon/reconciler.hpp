@@ -18,12 +18,24 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 namespace snapvirt::daemon {
+
+// The files reverting to an external snapshot needs (docs/api.md, "Snapshot states"): its
+// memory state and the images its own domain definition names for its disks, with their
+// backing chains (`live.state_files`), and for a stopped one the NVRAM copy the revert puts back.
+// Nothing for an internal snapshot. Its overlays never count: libvirt 11.3 deletes the overlay
+// of the snapshot it reverts away from, and renames a reverted-to leaf's, while it stays healthy.
+std::vector<std::string> files_to_revert(const Snapshot& row, const hv::SnapshotInfo& live);
+// The first of those files that does not exist (a stat() each), none if all are there. A file
+// that cannot be looked at (permissions) counts as there.
+std::optional<std::string> vanished_file(const Snapshot& row, const hv::SnapshotInfo& live);
 
 // What the reconciler needs from the rest of the engine.
 class ReconcilerHost {

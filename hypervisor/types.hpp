@@ -67,6 +67,10 @@ struct SnapshotInfo {
     std::string memory_file;                    // external memory state
     std::vector<std::string> overlays;          // external disks' new files
     std::vector<std::string> files;             // every file it names (the above, its domain's disks)
+    // What reverting to it reads: the memory state and the images (with their backing chains)
+    // its own domain definition names for its disks, CD-ROM and floppy media aside. Not its
+    // overlays: they hold what came after it, and libvirt 11.3 deletes or replaces them itself.
+    std::vector<std::string> state_files;
     bool is_current = false;
 };
 

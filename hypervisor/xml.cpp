@@ -187,6 +187,9 @@ SnapshotInfo parse_snapshot(const std::string& text) {
     if (!s.memory_file.empty()) s.files.push_back(s.memory_file);
     append_source_files(q, "/domainsnapshot/domain/devices/disk//source", s.files);
     if (auto nvram = q.text("/domainsnapshot/domain/os/nvram")) s.files.push_back(*nvram);
+    if (!s.memory_file.empty()) s.state_files.push_back(s.memory_file);
+    append_source_files(q, "/domainsnapshot/domain/devices/disk[not(@device='cdrom' or @device='floppy')]//source",
+                        s.state_files);
     return s;
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace snapvirt::daemon {
@@ -39,17 +40,23 @@ public:
         const std::vector<Snapshot> targets = children ? s_.catalog.subtree(root) : std::vector<Snapshot>{root};
         ctx_.intent({{"step", "delete"}, {"snapshot", root.name}, {"children", children}});
         ctx_.phase(JobPhase::deleting);
+        std::set<std::string> missing_names;
+        for (const auto& t : targets)
+            if (was(t.id) == missing) missing_names.insert(t.name);
         if (was(root.id) != missing) {
             if (children)
-                delete_subtree(root.name);
+                delete_subtree(root.name, missing_names);
             else if (root.method == SnapshotMethod::external)
                 delete_following_merge(root.name);
             else
                 delete_in_libvirt(root.name, false);
-        } else if (children) {
-            // The root is gone from libvirt; its descendants may not be. Leaves first.
+        } else {
+            // The root is missing; its descendants may not be. Leaves first.
             for (auto it = targets.rbegin(); it != targets.rend(); ++it)
-                if (it->id != root.id && was(it->id) != missing) delete_in_libvirt(it->name, false);
+                if (missing_names.count(it->name))
+                    forget_in_libvirt(it->name);
+                else
+                    delete_in_libvirt(it->name, false);
         }
         s_.test_delay(std::string(to_string(JobPhase::deleting)) + ".after");
         std::vector<std::string> files;
@@ -93,7 +100,7 @@ private:
     // libvirtd 9.0 crashed inside its own subtree delete (VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN,
     // docs/libvirt-crash.md), so the subtree is deleted here, as libvirt has it now: one
     // snapshot at a time, every descendant before its ancestor, each a leaf when it goes.
-    void delete_subtree(const std::string& root_name) {
+    void delete_subtree(const std::string& root_name, const std::set<std::string>& missing_names) {
         const std::vector<hv::SnapshotInfo> live = s_.hv.list_snapshots(uuid_);
         std::vector<std::string> order{root_name};  // breadth first: descendants after ancestors
         for (std::size_t i = 0; i < order.size(); ++i)
@@ -101,7 +108,10 @@ private:
                 if (l.parent && *l.parent == order[i]) order.push_back(l.name);
         std::size_t done = 0;
         for (auto it = order.rbegin(); it != order.rend(); ++it) {
-            delete_in_libvirt(*it, false);
+            if (missing_names.count(*it))
+                forget_in_libvirt(*it);
+            else
+                delete_in_libvirt(*it, false);
             ctx_.job().progress.percent = static_cast<int>(100 * ++done / (order.size() + 1));
             ctx_.save_job();
         }
@@ -133,6 +143,25 @@ private:
     void delete_in_libvirt(const std::string& name, bool subtree) {
         try {
             ctx_.lane().delete_snapshot(uuid_, name, subtree, false);
+        } catch (const hv::Error& err) {
+            if (err.kind() != hv::Error::Kind::snapshot_not_found && err.kind() != hv::Error::Kind::domain_not_found)
+                throw;
+        }
+    }
+
+    // A missing snapshot libvirt may still have, with files that vanished (docs/recovery.md):
+    // only its metadata goes (nothing to merge), or the next reconciliation would import it
+    // again. Gone already, or libvirt unreachable (then only the catalog forgets it): nothing.
+    void forget_in_libvirt(const std::string& name) {
+        if (!s_.hv.connected()) {
+            spdlog::warn("job={} cannot reach libvirt: snapshot {} leaves the catalog only; if libvirt still has it, "
+                         "the next reconciliation imports it again.",
+                         ctx_.job().id, in_quotes(name));
+            return;
+        }
+        try {
+            ctx_.lane().delete_snapshot(uuid_, name, false, true);
+            spdlog::info("job={} removed the metadata of missing snapshot {} from libvirt.", ctx_.job().id, in_quotes(name));
         } catch (const hv::Error& err) {
             if (err.kind() != hv::Error::Kind::snapshot_not_found && err.kind() != hv::Error::Kind::domain_not_found)
                 throw;

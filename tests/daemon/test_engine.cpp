@@ -4,7 +4,9 @@
 
 #include "daemon/api_errors.hpp"
 #include "daemon/engine.hpp"
+#include "daemon/reconciler.hpp"
 #include "hypervisor/hypervisor.hpp"
+#include "hypervisor/xml.hpp"
 #include "tests/support/daemon.hpp"
 
 #include "tests/support/catch.hpp"
@@ -324,6 +326,69 @@ TEST_CASE("Reconciliation imports snapshots made behind snapvirt's back", "[engi
     auto job = h.engine->delete_snapshot(s.id, false);
     CHECK(h.wait(job.id).state == JobState::succeeded);
     CHECK(h.engine->list_instance_snapshots("db1").empty());
+}
+
+namespace {
+
+// A snapshot's XML as libvirt 11.3 writes it (shortened) after the moves seen on the test stack:
+// the memory state, the overlay it made (libvirt deletes it when the guest reverts away from the
+// snapshot, or renames it to <image>.<Unix seconds> when the guest reverts to it), and its own
+// domain definition naming the images that hold its disks' state, with their backing chain.
+std::string external_snapshot_xml(const std::filesystem::path& d, const std::string& state, const std::string& memory) {
+    return "<domainsnapshot><name>b</name><state>" + state + "</state><parent><name>a</name></parent>" + memory +
+           "<disks><disk name='vda' snapshot='external' type='file'><source file='" + (d / "b-vda.qcow2").string() +
+           "'/></disk></disks><domain type='qemu'><name>v</name><os><nvram>" + (d / "v_VARS.fd").string() +
+           "</nvram></os><devices><disk type='file' device='disk'><source file='" + (d / "a-vda.qcow2").string() +
+           "'/><backingStore type='file'><source file='" + (d / "disk.raw").string() +
+           "'/></backingStore><target dev='vda'/></disk><disk type='file' device='cdrom'><source file='" +
+           (d / "install.iso").string() + "'/><target dev='hdc'/></disk></devices></domain></domainsnapshot>";
+}
+
+void touch(const std::filesystem::path& p) { std::ofstream(p) << "x"; }
+
+}  // namespace
+
+TEST_CASE("An external snapshot is missing when a file its revert needs is gone, not when its overlay is",
+          "[engine][reconcile]") {
+    const auto d = test::make_temp_dir("snapvirt-vanished");
+    for (const char* f : {"a-vda.qcow2", "disk.raw", "b.mem"}) touch(d / f);
+    const auto live = hv::xml::parse_snapshot(external_snapshot_xml(
+        d, "running", "<memory snapshot='external' file='" + (d / "b.mem").string() + "'/>"));
+    Snapshot row;
+    row.name = "b";
+    row.mode = SnapshotMode::memory;
+    row.method = SnapshotMethod::external;
+    row.files = {(d / "b-vda.qcow2").string(), (d / "b.mem").string(), (d / "snapvirt-b.nvram").string()};
+    // What the revert reads: the memory state and the images of its own domain definition. Not
+    // its overlay, the CD-ROM medium, the domain's NVRAM or (memory mode) the NVRAM copy.
+    CHECK(files_to_revert(row, live) ==
+          std::vector<std::string>{(d / "b.mem").string(), (d / "a-vda.qcow2").string(), (d / "disk.raw").string()});
+    CHECK(vanished_file(row, live) == std::nullopt);  // the overlay, the ISO and both NVRAMs are absent
+
+    std::filesystem::remove(d / "b.mem");
+    CHECK(vanished_file(row, live) == (d / "b.mem").string());
+    touch(d / "b.mem");
+    std::filesystem::remove(d / "disk.raw");  // an image deeper in the chain
+    CHECK(vanished_file(row, live) == (d / "disk.raw").string());
+    touch(d / "disk.raw");
+    CHECK(vanished_file(row, live) == std::nullopt);  // back
+
+    // A stopped snapshot of a UEFI guest also needs its NVRAM copy (the revert puts it back).
+    const auto stopped = hv::xml::parse_snapshot(external_snapshot_xml(d, "shutoff", "<memory snapshot='no'/>"));
+    row.mode = SnapshotMode::stopped;
+    CHECK(vanished_file(row, stopped) == (d / "snapvirt-b.nvram").string());
+    touch(d / "snapvirt-b.nvram");
+    CHECK(vanished_file(row, stopped) == std::nullopt);
+
+    // An internal snapshot lives inside the domain's own images: never missing for a file.
+    const auto internal = hv::xml::parse_snapshot(
+        "<domainsnapshot><name>i</name><state>running</state><memory snapshot='internal'/><domain type='qemu'>"
+        "<devices><disk type='file' device='disk'><source file='/no/such/image.qcow2'/></disk></devices></domain>"
+        "</domainsnapshot>");
+    row.method = SnapshotMethod::internal;
+    CHECK(files_to_revert(row, internal).empty());
+    CHECK(vanished_file(row, internal) == std::nullopt);
+    std::filesystem::remove_all(d);
 }
 
 TEST_CASE("libvirt's XML context never reaches a client", "[engine]") {

@@ -95,6 +95,24 @@ TEST_CASE("External snapshot XML names the memory file and each overlay, escaped
     CHECK_FALSE(stopped.has_memory);
 }
 
+TEST_CASE("A snapshot's state files are its memory state and its domain's disk chains, not its overlays",
+          "[xml]") {
+    const auto s = xml::parse_snapshot(R"(<domainsnapshot><name>b</name><state>running</state>
+      <memory snapshot='external' file='/b.mem'/>
+      <disks><disk name='vda' snapshot='external' type='file'><source file='/b-vda.qcow2'/></disk></disks>
+      <revertDisks><disk name='vda' snapshot='external' type='file'><source file='/a-vda.1795806401'/></disk></revertDisks>
+      <domain type='qemu'><name>v</name><os><nvram>/n.fd</nvram></os><devices>
+        <disk type='file' device='disk'><source file='/a-vda.qcow2'/>
+          <backingStore type='file'><source file='/disk.raw'/></backingStore><target dev='vda'/></disk>
+        <disk type='block'><source dev='/dev/loop7'/><target dev='vdb'/></disk>
+        <disk type='file' device='cdrom'><source file='/install.iso'/><target dev='hdc'/></disk>
+        <disk type='file' device='floppy'><source file='/boot.img'/><target dev='fda'/></disk>
+      </devices></domain>
+      <inactiveDomain type='qemu'><name>v</name><devices><disk type='file' device='disk'>
+        <source file='/a-vda.qcow2'/><target dev='vda'/></disk></devices></inactiveDomain></domainsnapshot>)");
+    CHECK(s.state_files == std::vector<std::string>{"/b.mem", "/a-vda.qcow2", "/disk.raw", "/dev/loop7"});
+}
+
 TEST_CASE("Domain XML lists every file of its disks' chains and its NVRAM", "[xml]") {
     const auto cfg = xml::parse_domain(R"(<domain type='qemu'><os><loader type='pflash'>/c.fd</loader>
       <nvram>/v.fd</nvram></os><devices>
