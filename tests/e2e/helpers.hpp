@@ -7,11 +7,29 @@
 #include "tests/support/catch.hpp"
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
 
 namespace snapvirt::test {
+
+// A directory of the test's own for a guest's disk and everything snapshots put beside it;
+// removed after the guest (declare it first).
+struct OwnDir {
+    std::filesystem::path path = make_temp_dir("snapvirt-ext-e2e");
+    ~OwnDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+// Whether the stack's libvirt reverts external snapshots (9.7 and later), as GET /v1/host says.
+inline bool external_revert(const client::Client& c) {
+    auto host = c.get("/v1/host");
+    REQUIRE(host.status == 200);
+    return host.json()["capabilities"]["external_revert"].get<bool>();
+}
 
 inline std::string error_code(const client::Response& r) {
     auto j = r.json();

@@ -22,22 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A directory of the test's own for a guest's disk and everything snapshots put beside it;
-// removed after the guest (declare it first).
-struct OwnDir {
-    fs::path path = make_temp_dir("snapvirt-ext-e2e");
-    ~OwnDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-bool external_revert(const client::Client& c) {
-    auto host = c.get("/v1/host");
-    REQUIRE(host.status == 200);
-    return host.json()["capabilities"]["external_revert"].get<bool>();
-}
-
 // The files in `dir` whose names carry `id`.
 std::set<std::string> files_of(const fs::path& dir, const std::string& id) {
     std::set<std::string> out;

@@ -23,22 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A directory of the test's own for the guest's disk and every snapshot file; removed after the
-// guest (declare it first).
-struct DiscoveryDir {
-    fs::path path = make_temp_dir("snapvirt-disc-e2e");
-    ~DiscoveryDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-bool reverts_external(const client::Client& c) {
-    auto host = c.get("/v1/host");
-    REQUIRE(host.status == 200);
-    return host.json()["capabilities"]["external_revert"].get<bool>();
-}
-
 // Reconciles every 2 s, so that what happens behind its back shows soon.
 DaemonOptions quick_reconcile() {
     DaemonOptions o;
@@ -143,11 +127,11 @@ void two_rounds() { std::this_thread::sleep_for(5s); }
 TEST_CASE("An external snapshot made with libvirt directly is discovered as external, reverted and deleted "
           "through the API",
           "[e2e][external]") {
-    DiscoveryDir dir;
+    OwnDir dir;
     TestGuest g({.tag = "disc", .memory_mib = 64, .fill_mib = 16, .disk_format = "raw", .disk_dir = dir.path});
     Daemon d(quick_reconcile());
     auto c = d.client();
-    if (!reverts_external(c)) {
+    if (!external_revert(c)) {
         SUCCEED("libvirt before 9.7 cannot revert external snapshots: nothing external to discover");
         return;
     }
@@ -214,11 +198,11 @@ TEST_CASE("An external snapshot made with libvirt directly is discovered as exte
 TEST_CASE("An external snapshot whose memory file vanished is missing, and deleting it removes it from libvirt "
           "too",
           "[e2e][external]") {
-    DiscoveryDir dir;
+    OwnDir dir;
     TestGuest g({.tag = "vanish", .memory_mib = 64, .fill_mib = 16, .disk_format = "raw", .disk_dir = dir.path});
     Daemon d(quick_reconcile());
     auto c = d.client();
-    if (!reverts_external(c)) {
+    if (!external_revert(c)) {
         SUCCEED("libvirt before 9.7 cannot revert external snapshots: none to go missing");
         return;
     }
