@@ -64,11 +64,7 @@ public:
         for (const auto& f : remove_unused_files(s_, uuid_, files))
             spdlog::info("job={} keeps {}: a disk chain or another snapshot still uses it.", ctx_.job().id, in_quotes(f));
         ctx_.intent({{"step", "release"}, {"snapshot", root.name}, {"children", children}});
-        release_anchors(s_, ctx_.lane(), uuid_, [this](int percent) {  // never backwards
-            if (ctx_.job().progress.percent.value_or(0) >= percent) return;
-            ctx_.job().progress.percent = percent;
-            ctx_.save_job();
-        });
+        release_anchors(s_, ctx_.lane(), uuid_, [this](int percent) { raise_percent(percent); });
         s_.catalog.write_transaction([&] {
             if (!children) {
                 for (auto s : s_.catalog.instance_snapshots(uuid_)) {
@@ -129,15 +125,20 @@ private:
                    !stop.stop_requested()) {
                 try {
                     const auto percent = s_.hv.block_jobs_percent(uuid_);
-                    if (!percent || *percent >= 100 || *percent <= ctx_.job().progress.percent.value_or(-1)) continue;
-                    ctx_.job().progress.percent = *percent;
-                    ctx_.save_job();
+                    if (percent && *percent < 100) raise_percent(*percent);  // 100: when the job ends
                 } catch (const std::exception& e) {
                     spdlog::debug("job={} could not read the merge's progress: {}", ctx_.job().id, e.what());
                 }
             }
         });
         delete_in_libvirt(name, false);
+    }
+
+    // Reports `percent` done, never going backwards.
+    void raise_percent(int percent) {
+        if (ctx_.job().progress.percent.value_or(-1) >= percent) return;
+        ctx_.job().progress.percent = percent;
+        ctx_.save_job();
     }
 
     void delete_in_libvirt(const std::string& name, bool subtree) {
